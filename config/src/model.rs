@@ -1,0 +1,328 @@
+//! The validated configuration: what the rest of the daemon consumes.
+//!
+//! Every value here has passed validation, so consumers never re-check it.
+//! `PartialEq` is what hot reload uses to tell a changed check from an unchanged one.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Secret;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub appliance: Appliance,
+    pub admin: Admin,
+    pub metrics: Metrics,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appliance {
+    pub name: String,
+    pub state_dir: PathBuf,
+}
+
+/// The HTTPS listener of the REST API (and later the web UI).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    /// Certificate and key to serve; `None` means a self-signed pair kept in the state directory.
+    pub tls: Option<AdminTls>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// The plain-HTTP Prometheus listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    pub listen: SocketAddr,
+}
+
+/// One health check: what is common to every kind, then the kind's own parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes before the check is reported up.
+    pub rise: u32,
+    /// Consecutive failures before the check is reported down.
+    pub fall: u32,
+    pub placement: Placement,
+    pub probe: Probe,
+}
+
+/// Where a check's sockets leave the box: a source address and/or an interface
+/// (SO_BINDTODEVICE), so a check can be made to follow a tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Placement {
+    pub source: Option<IpAddr>,
+    pub interface: Option<String>,
+}
+
+/// A host (DNS name or IP literal) and a port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub host: Host,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// The kind of a check and its kind-specific parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    Tcp(TcpProbe),
+    Tls(TlsProbe),
+    Http(HttpProbe),
+    Dns(DnsProbe),
+    Icmp(IcmpProbe),
+    OracleTns(OracleTnsProbe),
+    SapNi(SapNiProbe),
+    Saprouter(SaprouterProbe),
+    AsteriskAmi(AsteriskAmiProbe),
+    SipOptions(SipOptionsProbe),
+}
+
+impl Probe {
+    /// The `kind` string of the config file, also the `kind` label of metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Tcp(_) => "tcp",
+            Probe::Tls(_) => "tls",
+            Probe::Http(_) => "http",
+            Probe::Dns(_) => "dns",
+            Probe::Icmp(_) => "icmp",
+            Probe::OracleTns(_) => "oracle-tns",
+            Probe::SapNi(_) => "sap-ni",
+            Probe::Saprouter(_) => "saprouter",
+            Probe::AsteriskAmi(_) => "asterisk-ami",
+            Probe::SipOptions(_) => "sip-options",
+        }
+    }
+
+    /// A one-line description of what is probed, for the API and logs (never a secret).
+    pub fn target_display(&self) -> String {
+        match self {
+            Probe::Tcp(p) => p.target.to_string(),
+            Probe::Tls(p) => p.target.to_string(),
+            Probe::Http(p) => p.url.clone(),
+            Probe::Dns(p) => format!("{} @ {}", p.query, p.server),
+            Probe::Icmp(p) => p.target.to_string(),
+            Probe::OracleTns(p) => p.target.to_string(),
+            Probe::SapNi(p) => p.target.to_string(),
+            Probe::Saprouter(p) => format!("{} via {}", p.route_display(), p.router),
+            Probe::AsteriskAmi(p) => p.target.to_string(),
+            Probe::SipOptions(p) => format!("{} ({})", p.target, p.transport.as_str()),
+        }
+    }
+}
+
+/// The kinds the config accepts, in the order the docs list them.
+pub const CHECK_KINDS: &[&str] = &[
+    "tcp",
+    "tls",
+    "http",
+    "dns",
+    "icmp",
+    "oracle-tns",
+    "sap-ni",
+    "saprouter",
+    "asterisk-ami",
+    "sip-options",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpProbe {
+    pub target: HostPort,
+}
+
+/// Trust anchors for a TLS peer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TlsTrust {
+    /// The operating system's certificate store.
+    SystemRoots,
+    /// Only the certificates in this PEM file.
+    CaFile(PathBuf),
+    /// No verification at all (still reports the certificate's expiry).
+    InsecureSkipVerify,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsProbe {
+    pub target: HostPort,
+    /// SNI and the name verified; defaults to the target's host name.
+    pub server_name: Option<String>,
+    pub trust: TlsTrust,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpProbe {
+    /// `http://` or `https://` URL; the Host header and SNI come from it.
+    pub url: String,
+    /// Connect here instead of the URL's host (like curl `--connect-to`).
+    pub connect_to: Option<HostPort>,
+    /// Statuses that count as up. Never empty.
+    pub expect_status: Vec<u16>,
+    /// Up only if the body (first 64 KiB) contains this text.
+    pub body_contains: Option<String>,
+    pub trust: TlsTrust,
+}
+
+/// DNS record types a `dns` check can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsRecordType {
+    A,
+    Aaaa,
+    Cname,
+    Mx,
+    Ns,
+    Ptr,
+    Soa,
+    Srv,
+    Txt,
+}
+
+impl DnsRecordType {
+    pub const ALL: &'static [(&'static str, DnsRecordType)] = &[
+        ("A", DnsRecordType::A),
+        ("AAAA", DnsRecordType::Aaaa),
+        ("CNAME", DnsRecordType::Cname),
+        ("MX", DnsRecordType::Mx),
+        ("NS", DnsRecordType::Ns),
+        ("PTR", DnsRecordType::Ptr),
+        ("SOA", DnsRecordType::Soa),
+        ("SRV", DnsRecordType::Srv),
+        ("TXT", DnsRecordType::Txt),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        DnsRecordType::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("A")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsProbe {
+    /// The DNS server asked (port 53 unless given).
+    pub server: HostPort,
+    /// The name looked up.
+    pub query: String,
+    pub record_type: DnsRecordType,
+    pub transport: Transport,
+    /// If set, up only when one answer's data equals one of these (e.g. an IP address).
+    pub expect_answer: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IcmpProbe {
+    pub target: Host,
+    /// Echo requests sent per run.
+    pub count: u32,
+    /// Up when at least one reply came back and the loss is at most this percentage.
+    pub max_loss_percent: u8,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OracleTnsProbe {
+    pub target: HostPort,
+    /// Without it the check pings the listener; with it, it asks for this service.
+    pub service_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SapNiProbe {
+    pub target: HostPort,
+}
+
+/// One hop of a SAP route string (`/H/host/S/service`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SapRouteHop {
+    pub host: String,
+    /// Port number or service name as SAP writes it (`3299`, `sapgw00`).
+    pub service: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaprouterProbe {
+    /// The first SAProuter, the one the check connects to.
+    pub router: HostPort,
+    /// Hops after the router, the last one being the system checked.
+    pub route: Vec<SapRouteHop>,
+    /// Password for the last hop, if its saprouttab entry demands one.
+    pub password: Option<Secret>,
+}
+
+impl SaprouterProbe {
+    /// The route in SAP's own notation (`/H/host/S/port/...`).
+    pub fn route_display(&self) -> String {
+        self.route
+            .iter()
+            .map(|h| format!("/H/{}/S/{}", h.host, h.service))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AsteriskAmiProbe {
+    pub target: HostPort,
+    pub username: String,
+    pub secret: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SipOptionsProbe {
+    pub target: HostPort,
+    pub transport: Transport,
+    /// Request-URI; defaults to `sip:<host>:<port>`.
+    pub request_uri: Option<String>,
+    /// User part of the From header.
+    pub from_user: String,
+    /// Count any final response as up, not just 2xx (some PBXs answer OPTIONS with 404).
+    pub accept_any_status: bool,
+}
