@@ -15,3 +15,8 @@ pub enum DecodeError {
     #[error("message of {size} bytes exceeds the limit of {limit}")]
     TooLarge { size: usize, limit: usize },
 }
+
+pub mod ami;
+pub mod ni;
+pub mod sip;
+pub mod tns;
