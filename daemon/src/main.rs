@@ -1,1 +1,28 @@
-fn main() {}
+//! `siteward`: the edge appliance daemon. This file only parses the command line and
+//! prints errors; each subcommand lives in its own module.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod cli;
+mod commands;
+mod logging;
+mod metrics;
+mod state_files;
+mod supervisor;
+mod tokens;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // `{:#}` prints the whole context chain: "starting the admin API: binding 0.0.0.0:8443: ...".
+            eprintln!("siteward: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

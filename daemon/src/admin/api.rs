@@ -1,0 +1,206 @@
+//! The REST API under `/api/v1/`. Everything but `/api/v1/health` needs a bearer token;
+//! an unauthenticated request gets 401 for any path, so the API's shape does not leak.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::json;
+use siteward_connectors::engine::{CheckSnapshot, Engine};
+use siteward_connectors::Outcome;
+
+use crate::tokens::TokenStore;
+
+/// What the API handlers share.
+pub struct AdminState {
+    pub engine: Arc<Engine>,
+    pub tokens: TokenStore,
+    pub appliance: String,
+    pub started: Instant,
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    let protected = Router::new()
+        .route("/api/v1/checks", get(list_checks))
+        .route("/api/v1/checks/{name}", get(get_check))
+        .route("/api/v1/checks/{name}/run", post(run_check))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .merge(protected)
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+async fn require_token(
+    State(state): State<Arc<AdminState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented.and_then(|token| state.tokens.verify(token)) {
+        Some(_) => next.run(request).await,
+        None => {
+            let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"siteward\""),
+            );
+            response
+        }
+    }
+}
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such resource")
+}
+
+async fn health(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+    }))
+}
+
+async fn list_checks(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    let checks: Vec<CheckView> = state
+        .engine
+        .snapshot()
+        .iter()
+        .map(CheckView::from)
+        .collect();
+    Json(json!({ "appliance": state.appliance, "checks": checks }))
+}
+
+async fn get_check(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -> Response {
+    match state.engine.snapshot_of(&name) {
+        Some(snapshot) => Json(CheckView::from(&snapshot)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such check"),
+    }
+}
+
+async fn run_check(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -> Response {
+    match state.engine.run_now(&name).await {
+        Some(outcome) => {
+            let snapshot = state.engine.snapshot_of(&name);
+            Json(json!({
+                "result": RunView::from(&outcome),
+                "check": snapshot.as_ref().map(CheckView::from),
+            }))
+            .into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "no such check"),
+    }
+}
+
+/// A check as the API shows it. Secrets are not part of it: the target display
+/// never carries them.
+#[derive(Serialize)]
+struct CheckView {
+    name: String,
+    kind: &'static str,
+    target: String,
+    interval_seconds: f64,
+    timeout_seconds: f64,
+    rise: u32,
+    fall: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interface: Option<String>,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_since: Option<String>,
+    consecutive_successes: u32,
+    consecutive_failures: u32,
+    last: Option<RunView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert_not_after: Option<String>,
+    /// Oldest first.
+    history: Vec<RunView>,
+}
+
+#[derive(Serialize)]
+struct RunView {
+    at: String,
+    up: bool,
+    reason: &'static str,
+    detail: String,
+    duration_seconds: f64,
+}
+
+impl From<&CheckSnapshot> for CheckView {
+    fn from(s: &CheckSnapshot) -> Self {
+        let check = &s.check;
+        CheckView {
+            name: check.name.clone(),
+            kind: check.probe.kind(),
+            target: check.probe.target_display(),
+            interval_seconds: check.interval.as_secs_f64(),
+            timeout_seconds: check.timeout.as_secs_f64(),
+            rise: check.rise,
+            fall: check.fall,
+            source: check.placement.source.map(|s| s.to_string()),
+            interface: check.placement.interface.clone(),
+            state: s.state.status.as_str(),
+            state_since: s.state.since.map(rfc3339),
+            consecutive_successes: s.state.consecutive_successes,
+            consecutive_failures: s.state.consecutive_failures,
+            last: s.state.last.as_ref().map(RunView::from),
+            tls_cert_not_after: s
+                .state
+                .tls_not_after
+                .and_then(|t| u64::try_from(t).ok())
+                .map(|t| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(t))),
+            history: s.state.history.iter().map(RunView::from).collect(),
+        }
+    }
+}
+
+impl From<&Outcome> for RunView {
+    fn from(o: &Outcome) -> Self {
+        RunView {
+            at: rfc3339(o.at),
+            up: o.up(),
+            reason: o.reason.as_str(),
+            detail: o.detail.clone(),
+            duration_seconds: o.duration.as_secs_f64(),
+        }
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}

@@ -1,0 +1,82 @@
+//! The command line: `siteward run | check-config | token | simulate`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use siteward_config::DEFAULT_CONFIG_PATH;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "siteward",
+    version,
+    about = "Siteward edge appliance daemon: tunnels, protocol-aware health checks, relays"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (SIGTERM/SIGINT stop it, SIGHUP reloads the config).
+    Run(RunArgs),
+    /// Validate a configuration file; prints every error with its field path, exits 1 if any.
+    CheckConfig(CheckConfigArgs),
+    /// Manage the bearer tokens of the admin API.
+    Token(TokenArgs),
+    /// Serve a protocol simulator (for tests, and for checking a firewall path like `niping -s`).
+    Simulate(crate::commands::simulate::SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file.
+    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log format: `human` for a terminal, `json` (one object per line) for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `siteward_connectors=debug`).
+    #[arg(long, env = "SITEWARD_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Configuration file to validate.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Configuration file (its `appliance.state_dir` holds the token store).
+    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH, global = true)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub action: TokenAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it once; only its hash is stored.
+    Create {
+        /// A name for the token (who or what uses it), 1-64 of [A-Za-z0-9._-].
+        name: String,
+    },
+    /// List token names and creation times.
+    List,
+    /// Revoke a token by name.
+    Revoke { name: String },
+}

@@ -1,0 +1,342 @@
+//! `GET /metrics` on the plain-HTTP metrics listener, in the Prometheus text format 0.0.4.
+//!
+//! Series are rendered at scrape time from live state (the engine's snapshot), not kept in
+//! a metrics registry: a check removed by a reload then disappears from the next scrape
+//! instead of lingering as a stale `siteward_check_up 0` that would page someone.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use siteward_connectors::engine::{Engine, Histogram, Status};
+use siteward_connectors::Reason;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Counters of the daemon itself (not of any one subsystem).
+#[derive(Default)]
+pub struct DaemonStats {
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    /// Unix seconds of the last successful (re)load.
+    pub last_reload_success: AtomicU64,
+}
+
+pub struct MetricsState {
+    pub engine: Arc<Engine>,
+    pub stats: Arc<DaemonStats>,
+}
+
+/// Serves `/metrics` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<MetricsState>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn scrape(State(state): State<Arc<MetricsState>>) -> Response {
+    let body = render(&state.engine, &state.stats);
+    (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+}
+
+/// The whole exposition.
+pub fn render(engine: &Engine, stats: &DaemonStats) -> String {
+    let mut out = Exposition::default();
+    out.family(
+        "siteward_build_info",
+        "gauge",
+        "Build of the running daemon; always 1.",
+    );
+    out.sample(
+        "siteward_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+
+    out.family(
+        "siteward_config_reloads_total",
+        "counter",
+        "Configuration reloads by result.",
+    );
+    out.sample(
+        "siteward_config_reloads_total",
+        &[("result", "success")],
+        stats.reloads_ok.load(Ordering::Relaxed) as f64,
+    );
+    out.sample(
+        "siteward_config_reloads_total",
+        &[("result", "failure")],
+        stats.reloads_failed.load(Ordering::Relaxed) as f64,
+    );
+    out.family(
+        "siteward_config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "When the running configuration was loaded (Unix time).",
+    );
+    out.sample(
+        "siteward_config_last_reload_success_timestamp_seconds",
+        &[],
+        stats.last_reload_success.load(Ordering::Relaxed) as f64,
+    );
+
+    render_checks(&mut out, engine);
+    render_process(&mut out);
+    out.text
+}
+
+fn render_checks(out: &mut Exposition, engine: &Engine) {
+    let checks = engine.snapshot();
+
+    out.family(
+        "siteward_check_up",
+        "gauge",
+        "1 if the check is up, 0 if down, after rise/fall; absent until the state is known.",
+    );
+    for s in &checks {
+        let value = match s.state.status {
+            Status::Up => 1.0,
+            Status::Down => 0.0,
+            Status::Unknown => continue,
+        };
+        out.sample(
+            "siteward_check_up",
+            &[("check", &s.check.name), ("kind", s.check.probe.kind())],
+            value,
+        );
+    }
+
+    out.family(
+        "siteward_check_runs_total",
+        "counter",
+        "Check runs by result (ok or the failure reason).",
+    );
+    for s in &checks {
+        for reason in Reason::ALL {
+            let count = s.state.runs[reason.index()];
+            if count > 0 {
+                out.sample(
+                    "siteward_check_runs_total",
+                    &[
+                        ("check", &s.check.name),
+                        ("kind", s.check.probe.kind()),
+                        ("result", reason.as_str()),
+                    ],
+                    count as f64,
+                );
+            }
+        }
+    }
+
+    out.family(
+        "siteward_check_duration_seconds",
+        "histogram",
+        "How long check runs took.",
+    );
+    for s in &checks {
+        out.histogram(
+            "siteward_check_duration_seconds",
+            &[("check", &s.check.name), ("kind", s.check.probe.kind())],
+            &s.state.duration,
+        );
+    }
+
+    out.family(
+        "siteward_check_tls_cert_expiry_timestamp_seconds",
+        "gauge",
+        "notAfter of the certificate the peer presented (Unix time).",
+    );
+    for s in &checks {
+        if let Some(not_after) = s.state.tls_not_after {
+            out.sample(
+                "siteward_check_tls_cert_expiry_timestamp_seconds",
+                &[("check", &s.check.name), ("kind", s.check.probe.kind())],
+                not_after as f64,
+            );
+        }
+    }
+
+    out.family(
+        "siteward_check_schedule_lateness_seconds",
+        "histogram",
+        "How late scheduled check runs started, over all checks.",
+    );
+    out.histogram(
+        "siteward_check_schedule_lateness_seconds",
+        &[],
+        &engine.lateness(),
+    );
+}
+
+fn render_process(out: &mut Exposition) {
+    let m = metrics_process::collector::collect();
+    let gauges: [(&str, &str, &str, Option<f64>); 8] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            m.cpu_seconds_total,
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            m.open_fds.map(|v| v as f64),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            m.max_fds.map(|v| v as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            m.virtual_memory_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_virtual_memory_max_bytes",
+            "gauge",
+            "Maximum amount of virtual memory available in bytes.",
+            m.virtual_memory_max_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            m.resident_memory_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            m.start_time_seconds.map(|v| v as f64),
+        ),
+        (
+            "process_threads",
+            "gauge",
+            "Number of OS threads in the process.",
+            m.threads.map(|v| v as f64),
+        ),
+    ];
+    for (name, kind, help, value) in gauges {
+        if let Some(value) = value {
+            out.family(name, kind, help);
+            out.sample(name, &[], value);
+        }
+    }
+}
+
+/// A writer of the Prometheus text format.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(
+            self.text,
+            "# HELP {name} {}",
+            help.replace('\\', "\\\\").replace('\n', "\\n")
+        );
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.text.push_str(name);
+        self.labels(labels, None);
+        self.text.push(' ');
+        self.value(value);
+        self.text.push('\n');
+    }
+
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
+        for (bound, count) in histogram.cumulative() {
+            let _ = write!(self.text, "{name}_bucket");
+            let le = if bound.is_infinite() {
+                "+Inf".to_string()
+            } else {
+                bound.to_string()
+            };
+            self.labels(labels, Some(&le));
+            let _ = writeln!(self.text, " {count}");
+        }
+        self.sample(&format!("{name}_sum"), labels, histogram.sum());
+        self.sample(&format!("{name}_count"), labels, histogram.count() as f64);
+    }
+
+    fn labels(&mut self, labels: &[(&str, &str)], le: Option<&str>) {
+        if labels.is_empty() && le.is_none() {
+            return;
+        }
+        self.text.push('{');
+        let all = labels.iter().copied().chain(le.map(|le| ("le", le)));
+        for (i, (key, value)) in all.enumerate() {
+            if i > 0 {
+                self.text.push(',');
+            }
+            let _ = write!(self.text, "{key}=\"");
+            for c in value.chars() {
+                match c {
+                    '\\' => self.text.push_str("\\\\"),
+                    '"' => self.text.push_str("\\\""),
+                    '\n' => self.text.push_str("\\n"),
+                    c => self.text.push(c),
+                }
+            }
+            self.text.push('"');
+        }
+        self.text.push('}');
+    }
+
+    fn value(&mut self, value: f64) {
+        if value.is_nan() {
+            self.text.push_str("NaN");
+        } else if value.is_infinite() {
+            self.text
+                .push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+        } else {
+            let _ = write!(self.text, "{value}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped() {
+        let mut out = Exposition::default();
+        out.sample("x", &[("a", "q\"b\\s\nn")], 1.5);
+        assert_eq!(out.text, "x{a=\"q\\\"b\\\\s\\nn\"} 1.5\n");
+    }
+
+    #[test]
+    fn histogram_renders_buckets_sum_count() {
+        let mut h = Histogram::new(&[0.5]);
+        h.observe(0.25);
+        h.observe(2.0);
+        let mut out = Exposition::default();
+        out.histogram("d", &[("check", "c")], &h);
+        assert_eq!(
+            out.text,
+            "d_bucket{check=\"c\",le=\"0.5\"} 1\nd_bucket{check=\"c\",le=\"+Inf\"} 2\nd_sum{check=\"c\"} 2.25\nd_count{check=\"c\"} 2\n"
+        );
+    }
+}
