@@ -195,6 +195,20 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn resolver_answers_from_etc_hosts() {
+        // "localhost" is in /etc/hosts on every Debian box; no DNS server is asked.
+        let resolver = Resolver::from_system().unwrap();
+        let ips = tokio::time::timeout(
+            Duration::from_secs(5),
+            resolver.lookup(&Host::Name("localhost".into())),
+        )
+        .await
+        .expect("a hosts-file lookup must not wait for DNS")
+        .unwrap();
+        assert!(ips.iter().any(|ip| ip.is_loopback()), "{ips:?}");
+    }
+
+    #[tokio::test]
     async fn read_more_is_bounded() {
         let data = vec![b'x'; 100];
         let mut reader = &data[..];
