@@ -1,1 +1,162 @@
-//! Test harness (being written).
+//! End-to-end test harness: start the real `siteward` binary and test it from outside,
+//! the way CI and operators use it.
+//!
+//! - [`Daemon`]: writes a configuration (listeners on port 0), starts `siteward run
+//!   --log-format json` (optionally inside a network namespace), waits for the `listening`
+//!   and `siteward running` log lines (the readiness signal: never a sleep), and offers the
+//!   admin API over verified HTTPS, `/metrics`, tokens, signals and log waits.
+//! - [`Netns`]: a private network namespace per test (veth pairs, addresses, routes,
+//!   processes and sockets inside it), deleted with everything in it on drop, even when
+//!   the test panics.
+//! - [`ChildProcess`]: a peer (kamailio, sipp, dnsmasq, a simulator, python) in its own
+//!   process group with captured output, killed by PID on drop.
+//! - [`Scrape`]: a parsed Prometheus exposition; [`http`]: a small blocking HTTP client.
+//!
+//! The binary is `<target>/debug/siteward` next to the test executable, or `SITEWARD_BIN`.
+//! Build it first: `cargo build -p siteward` (CI runs `cargo build --workspace --bins`).
+#![forbid(unsafe_code)]
+
+pub mod daemon;
+pub mod http;
+pub mod metrics;
+pub mod netns;
+pub mod process;
+
+pub use daemon::{json_line, Daemon, DaemonOptions};
+pub use metrics::Scrape;
+pub use netns::Netns;
+pub use process::ChildProcess;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a process gets to become ready (generous: CI boxes are slow and shared).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a test waits for a state the daemon should reach within a few intervals.
+pub const STATE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Pause between two polls of [`wait_until`].
+const POLL_EVERY: Duration = Duration::from_millis(25);
+
+/// The `siteward` binary under test: `$SITEWARD_BIN`, else `<target>/<profile>/siteward`
+/// beside this test executable (`<target>/<profile>/deps/<test>-<hash>`).
+pub fn siteward_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SITEWARD_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "SITEWARD_BIN={} is not a file",
+            bin.display()
+        );
+        return bin;
+    }
+    let exe = std::env::current_exe().expect("locating the test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable lives in <target>/<profile>/deps");
+    let bin = profile_dir.join("siteward");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build -p siteward` first (or set SITEWARD_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// The directory of the suites' fixture files (`tests/fixtures`).
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf()
+}
+
+/// A name unique to this process and call, e.g. for appliances, tokens and checks.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `f` every few milliseconds until it returns `Some`, for at most `timeout`.
+/// This bounded poll is how tests wait for a state: never a fixed sleep.
+pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// A port on 127.0.0.1 that is free for both TCP and UDP right now, for peers that
+/// cannot listen on port 0 and report the port (kamailio, sipp, dnsmasq). Another
+/// process could take it before the peer binds; the peer's readiness check then fails
+/// loudly rather than silently testing something else.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a TCP port");
+        let port = tcp.local_addr().expect("local address").port();
+        if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP on 127.0.0.1")
+}
+
+/// Waits until `addr` accepts a TCP connection (a peer's listener is up).
+pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    wait_until(timeout, || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+            .ok()
+            .map(|_| ())
+    })
+    .ok_or_else(|| format!("nothing accepted connections on {addr} within {timeout:?}"))
+}
+
+/// A self-signed certificate and key for a local TLS peer, written as PEM files.
+pub struct TestCert {
+    pub cert_pem: PathBuf,
+    pub key_pem: PathBuf,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+}
+
+impl TestCert {
+    /// A certificate for `localhost` and 127.0.0.1, valid until the given date (00:00 UTC),
+    /// written to `dir/<stem>-cert.pem` and `dir/<stem>-key.pem`.
+    pub fn generate(dir: &std::path::Path, stem: &str, not_after: (i32, u8, u8)) -> TestCert {
+        let mut params = rcgen::CertificateParams::new(vec![
+            "localhost".to_string(),
+            IpAddr::V4(Ipv4Addr::LOCALHOST).to_string(),
+        ])
+        .expect("certificate parameters");
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key = rcgen::KeyPair::generate().expect("generating a key");
+        let cert = params.self_signed(&key).expect("signing the certificate");
+        let cert_pem = dir.join(format!("{stem}-cert.pem"));
+        let key_pem = dir.join(format!("{stem}-key.pem"));
+        std::fs::write(&cert_pem, cert.pem()).expect("writing the certificate");
+        std::fs::write(&key_pem, key.serialize_pem()).expect("writing the key");
+        TestCert {
+            cert_pem,
+            key_pem,
+            not_after: params.not_after.unix_timestamp(),
+        }
+    }
+}
