@@ -1,0 +1,350 @@
+//! Checks against real peers installed from Debian: kamailio and SIPp (SIP OPTIONS over
+//! UDP and TCP), dnsmasq (DNS), and a Python HTTPS server (http and tls checks).
+//! Everything listens on 127.0.0.1; fixtures are in tests/fixtures/.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use siteward_tests::{
+    fixtures_dir, free_port, wait_for_tcp, ChildProcess, Daemon, TestCert, READY_TIMEOUT,
+    STATE_TIMEOUT,
+};
+
+/// kamailio answering OPTIONS with 200 on UDP and TCP `port`.
+fn start_kamailio(port: u16) -> ChildProcess {
+    let listen_udp = format!("udp:127.0.0.1:{port}");
+    let listen_tcp = format!("tcp:127.0.0.1:{port}");
+    let config = fixtures_dir().join("kamailio.cfg");
+    let kamailio = ChildProcess::spawn(
+        "kamailio",
+        "kamailio",
+        [
+            "-f",
+            config.to_str().unwrap(),
+            "-DD", // stay in the foreground, still fork the workers
+            "-E",  // log to stderr
+            "-l",
+            &listen_udp,
+            "-l",
+            &listen_tcp,
+            "-m",
+            "16",
+            "-M",
+            "4",
+        ],
+    );
+    // Sockets are all bound before the workers start, so the TCP one answering means
+    // the UDP one is there too.
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    if let Err(e) = wait_for_tcp(addr, READY_TIMEOUT) {
+        panic!("kamailio: {e}\n{}", kamailio.output_tail(30));
+    }
+    kamailio
+}
+
+fn wait_state(daemon: &Daemon, token: &str, name: &str, state: &str, reason: &str) -> Value {
+    daemon.wait_for_check(
+        token,
+        name,
+        STATE_TIMEOUT,
+        &format!("is {state} with {reason}"),
+        |c| c["state"] == state && c["last"]["reason"] == reason,
+    )
+}
+
+fn detail(check: &Value) -> &str {
+    check["last"]["detail"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn sip_options_to_kamailio_over_udp_and_tcp() {
+    let port = free_port();
+    let _kamailio = start_kamailio(port);
+    let daemon = Daemon::start(&format!(
+        r#"
+[[checks]]
+name = "pbx-udp"
+kind = "sip-options"
+target = "127.0.0.1:{port}"
+transport = "udp"
+interval = "500ms"
+timeout = "400ms"
+
+[[checks]]
+name = "pbx-tcp"
+kind = "sip-options"
+target = "127.0.0.1:{port}"
+transport = "tcp"
+interval = "500ms"
+timeout = "400ms"
+"#
+    ));
+    let token = daemon.create_token("ops");
+    for name in ["pbx-udp", "pbx-tcp"] {
+        let check = wait_state(&daemon, &token, name, "up", "ok");
+        assert!(detail(&check).contains("200"), "{check:#}");
+    }
+    let scrape = daemon.scrape();
+    assert_eq!(scrape.check_up("pbx-udp"), Some(true));
+    assert_eq!(scrape.check_up("pbx-tcp"), Some(true));
+}
+
+#[test]
+fn sip_options_answered_503_by_sipp_is_down_with_bad_status() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = fixtures_dir().join("sipp-options-503.xml");
+    let mut command = Command::new("sipp");
+    command
+        .args(["-sf", scenario.to_str().unwrap()])
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-t", "u1", "-nostdin"])
+        .current_dir(dir.path());
+    let _sipp = ChildProcess::spawn_command("sipp", command);
+
+    let daemon = Daemon::start(&format!(
+        r#"
+[[checks]]
+name = "pbx-503"
+kind = "sip-options"
+target = "127.0.0.1:{port}"
+interval = "500ms"
+timeout = "400ms"
+
+[[checks]]
+name = "pbx-any"
+kind = "sip-options"
+target = "127.0.0.1:{port}"
+accept_any_status = true
+interval = "500ms"
+timeout = "400ms"
+"#
+    ));
+    let token = daemon.create_token("ops");
+    // SIPp needs a moment to bind; until then the check fails otherwise (refused), so
+    // waiting for this exact reason waits for SIPp too.
+    let check = wait_state(&daemon, &token, "pbx-503", "down", "bad_status");
+    assert!(detail(&check).contains("503"), "{check:#}");
+    let check = wait_state(&daemon, &token, "pbx-any", "up", "ok");
+    assert!(detail(&check).contains("503"), "{check:#}");
+    let scrape = daemon.scrape();
+    assert_eq!(scrape.check_up("pbx-503"), Some(false));
+    assert!(scrape.runs("pbx-503", "bad_status") >= 1);
+}
+
+#[test]
+fn dns_against_dnsmasq() {
+    let port = free_port();
+    let port_arg = port.to_string();
+    let dnsmasq = ChildProcess::spawn(
+        "dnsmasq",
+        "dnsmasq",
+        [
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file=",
+            "--log-facility=-",
+            "--log-queries",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--port",
+            &port_arg,
+            "--host-record=db.test,192.0.2.10",
+        ],
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    if let Err(e) = wait_for_tcp(addr, READY_TIMEOUT) {
+        panic!("dnsmasq: {e}\n{}", dnsmasq.output_tail(30));
+    }
+
+    let daemon = Daemon::start(&format!(
+        r#"
+[[checks]]
+name = "dns-udp"
+kind = "dns"
+target = "127.0.0.1:{port}"
+query = "db.test"
+expect_answer = ["192.0.2.10"]
+interval = "300ms"
+
+[[checks]]
+name = "dns-tcp"
+kind = "dns"
+target = "127.0.0.1:{port}"
+query = "db.test"
+record_type = "A"
+transport = "tcp"
+interval = "300ms"
+
+[[checks]]
+name = "dns-moved"
+kind = "dns"
+target = "127.0.0.1:{port}"
+query = "db.test"
+expect_answer = ["192.0.2.99"]
+interval = "300ms"
+
+[[checks]]
+name = "dns-missing"
+kind = "dns"
+target = "127.0.0.1:{port}"
+query = "nothing.test"
+interval = "300ms"
+"#
+    ));
+    let token = daemon.create_token("ops");
+    for name in ["dns-udp", "dns-tcp"] {
+        let check = wait_state(&daemon, &token, name, "up", "ok");
+        assert!(detail(&check).contains("192.0.2.10"), "{check:#}");
+    }
+    let check = wait_state(&daemon, &token, "dns-moved", "down", "bad_response");
+    assert!(
+        detail(&check).contains("192.0.2.10") && detail(&check).contains("192.0.2.99"),
+        "the detail names what was found and what was expected: {check:#}"
+    );
+    let check = wait_state(&daemon, &token, "dns-missing", "down", "bad_status");
+    assert!(!detail(&check).is_empty(), "{check:#}");
+}
+
+/// The Python HTTPS server of the fixtures, serving `cert`; returns it and its port.
+fn start_https(cert: &TestCert) -> (ChildProcess, u16) {
+    let script = fixtures_dir().join("https_server.py");
+    let server = ChildProcess::spawn(
+        "https_server.py",
+        "python3",
+        [
+            script.as_path(),
+            cert.cert_pem.as_path(),
+            cert.key_pem.as_path(),
+        ],
+    );
+    let line = server
+        .stdout()
+        .wait_for(READY_TIMEOUT, |l| l.starts_with("listening "))
+        .unwrap_or_else(|e| panic!("https_server.py: {e}\n{}", server.output_tail(30)));
+    let port = line["listening ".len()..].trim().parse().unwrap();
+    (server, port)
+}
+
+#[test]
+fn http_and_tls_against_a_local_https_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::generate(dir.path(), "peer", (2031, 5, 17));
+    let (_server, port) = start_https(&cert);
+    let ca = cert.cert_pem.display();
+
+    let daemon = Daemon::start(&format!(
+        r#"
+[[checks]]
+name = "web"
+kind = "http"
+url = "https://localhost:{port}/health"
+ca_file = "{ca}"
+body_contains = "healthy"
+interval = "300ms"
+
+[[checks]]
+name = "web-draining"
+kind = "http"
+url = "https://127.0.0.1:{port}/down"
+ca_file = "{ca}"
+interval = "300ms"
+
+[[checks]]
+name = "web-untrusted"
+kind = "http"
+url = "https://localhost:{port}/health"
+interval = "300ms"
+
+[[checks]]
+name = "cert"
+kind = "tls"
+target = "127.0.0.1:{port}"
+server_name = "localhost"
+ca_file = "{ca}"
+interval = "300ms"
+
+[[checks]]
+name = "cert-wrong-name"
+kind = "tls"
+target = "127.0.0.1:{port}"
+server_name = "db.example"
+ca_file = "{ca}"
+interval = "300ms"
+"#
+    ));
+    let token = daemon.create_token("ops");
+
+    let check = wait_state(&daemon, &token, "web", "up", "ok");
+    assert!(detail(&check).contains("200"), "{check:#}");
+    let check = wait_state(&daemon, &token, "web-draining", "down", "bad_status");
+    assert!(detail(&check).contains("503"), "{check:#}");
+    wait_state(&daemon, &token, "web-untrusted", "down", "tls_error");
+    let check = wait_state(&daemon, &token, "cert", "up", "ok");
+    assert!(check["tls_cert_not_after"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("2031-05-17T00:00:00")));
+    wait_state(&daemon, &token, "cert-wrong-name", "down", "tls_error");
+
+    let scrape = daemon.scrape();
+    assert_eq!(
+        scrape.get(
+            "siteward_check_tls_cert_expiry_timestamp_seconds",
+            &[("check", "cert"), ("kind", "tls")]
+        ),
+        Some(cert.not_after as f64),
+        "{}",
+        scrape.text
+    );
+}
+
+/// The daemon checking its own admin API, with its own certificate as the trust anchor:
+/// the certificate only exists after the first start, so it is added by a reload.
+#[test]
+fn http_check_of_the_daemons_own_admin_api() {
+    let daemon = Daemon::start("");
+    let admin = daemon.admin_addr();
+    let cert = daemon.admin_cert();
+    assert!(Path::new(&cert).is_file());
+    daemon.write_checks(&format!(
+        r#"
+[[checks]]
+name = "own-api"
+kind = "http"
+url = "https://127.0.0.1:{port}/api/v1/health"
+ca_file = "{cert}"
+body_contains = "\"status\":\"ok\""
+interval = "300ms"
+
+[[checks]]
+name = "own-api-cert"
+kind = "tls"
+target = "127.0.0.1:{port}"
+ca_file = "{cert}"
+interval = "300ms"
+"#,
+        port = admin.port(),
+        cert = cert.display()
+    ));
+    daemon.sighup();
+    daemon.wait_for_log(STATE_TIMEOUT, |r| r["message"] == "configuration reloaded");
+    let token = daemon.create_token("ops");
+    wait_state(&daemon, &token, "own-api", "up", "ok");
+    wait_state(&daemon, &token, "own-api-cert", "up", "ok");
+    let expiry = daemon
+        .scrape()
+        .get(
+            "siteward_check_tls_cert_expiry_timestamp_seconds",
+            &[("check", "own-api-cert")],
+        )
+        .expect("the tls check exports the certificate's expiry");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(expiry > now, "expiry {expiry} is not in the future");
+}
