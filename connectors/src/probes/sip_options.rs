@@ -15,7 +15,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use siteward_config::{SipOptionsProbe, Transport};
+use siteward_config::{Host, HostPort, SipOptionsProbe, Transport};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
 use tokio::time::{sleep_until, timeout_at, Duration, Instant};
@@ -62,8 +62,37 @@ impl Waiting {
     }
 }
 
+/// Tries the target's addresses in turn while they refuse (e.g. `localhost` resolving to
+/// `::1` first, with the PBX listening on 127.0.0.1 only), as a TCP connect would.
 async fn probe_udp(p: &SipOptionsProbe, uri: String, env: &ProbeEnv<'_>) -> ProbeResult {
-    let (socket, peer) = env.connect_udp(&p.target).await?;
+    let ips = env.resolve(&p.target.host).await?;
+    let mut refused = None;
+    for ip in ips {
+        let target = HostPort {
+            host: Host::Ip(ip),
+            port: p.target.port,
+        };
+        match options_over_udp(p, &target, uri.clone(), env).await {
+            Err(f) if f.reason == Reason::Refused => refused = Some(f),
+            result => return result,
+        }
+    }
+    Err(refused.unwrap_or_else(|| {
+        Failure::new(
+            Reason::ResolveFailed,
+            format!("{} has no addresses", p.target.host),
+        )
+    }))
+}
+
+/// One UDP client transaction with one address.
+async fn options_over_udp(
+    p: &SipOptionsProbe,
+    target: &HostPort,
+    uri: String,
+    env: &ProbeEnv<'_>,
+) -> ProbeResult {
+    let (socket, peer) = env.connect_udp(target).await?;
     let local = socket
         .local_addr()
         .map_err(|e| Failure::from(e).context("reading the local UDP address"))?;
@@ -278,7 +307,7 @@ fn conclude(
 mod tests {
     use super::*;
     use crate::net::Resolver;
-    use siteward_config::{Check, Host, HostPort, Placement, Probe};
+    use siteward_config::{Check, Placement, Probe};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
     use tokio::io::AsyncReadExt;
@@ -587,6 +616,17 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(failure.reason, Reason::Refused, "{}", failure.detail);
+    }
+
+    #[tokio::test]
+    async fn udp_tries_the_next_address_when_one_refuses() {
+        // `localhost` may resolve to ::1 before 127.0.0.1; the server listens on the latter.
+        let (port, seen) = udp_server(ok_script(vec![(200, "OK")])).await;
+        let mut p = sip(port, Transport::Udp, false);
+        p.target.host = Host::Name("localhost".into());
+        let obs = run_probe(&p, 2000).await.unwrap();
+        assert!(obs.detail.starts_with("127.0.0.1:"), "{}", obs.detail);
+        assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
