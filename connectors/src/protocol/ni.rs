@@ -194,7 +194,9 @@ impl RouteRequest {
         let next = self.next_hop()?;
         let hop = self.hops.get(next)?;
         Some(RouteRequest {
-            offset: self.offset.checked_add(u32::try_from(hop.wire_len()).ok()?)?,
+            offset: self
+                .offset
+                .checked_add(u32::try_from(hop.wire_len()).ok()?)?,
             rest_nodes: self.rest_nodes.checked_sub(1)?,
             ..self.clone()
         })
@@ -228,10 +230,7 @@ impl RouteRequest {
     /// Decodes an `NI_ROUTE` payload (one whole frame's payload).
     pub fn decode(payload: &[u8]) -> Result<RouteRequest, DecodeError> {
         let body = payload.strip_prefix(ROUTE_EYECATCHER).ok_or_else(|| {
-            DecodeError::Invalid(format!(
-                "not an NI_ROUTE message: {}",
-                preview(payload)
-            ))
+            DecodeError::Invalid(format!("not an NI_ROUTE message: {}", preview(payload)))
         })?;
         let Some(fixed) = body.get(..15) else {
             return Err(DecodeError::Invalid(format!(
@@ -369,10 +368,7 @@ impl RouteError {
     /// Decodes an `NI_RTERR` payload. The trailing u32 is optional (routers differ).
     pub fn decode(payload: &[u8]) -> Result<RouteError, DecodeError> {
         let body = payload.strip_prefix(ERROR_EYECATCHER).ok_or_else(|| {
-            DecodeError::Invalid(format!(
-                "not an NI_RTERR message: {}",
-                preview(payload)
-            ))
+            DecodeError::Invalid(format!("not an NI_RTERR message: {}", preview(payload)))
         })?;
         let Some(fixed) = body.get(..7) else {
             return Err(DecodeError::Invalid(format!(
@@ -471,12 +467,12 @@ mod tests {
     #[test]
     fn route_request_matches_the_saprouter_layout() {
         let bytes = route().encode();
-        let route_len = "router\03299\0\0sapgw01\03300\0s3cret\0".len();
+        let route_len = "router\x003299\0\0sapgw01\x003300\0s3cret\0".len();
         let mut expected = b"NI_ROUTE\0".to_vec();
         expected.extend_from_slice(&[2, 40, 2, 0, 0, 0, 1]);
         expected.extend_from_slice(&(route_len as u32).to_be_bytes());
         expected.extend_from_slice(&13u32.to_be_bytes());
-        expected.extend_from_slice(b"router\03299\0\0sapgw01\03300\0s3cret\0");
+        expected.extend_from_slice(b"router\x003299\0\0sapgw01\x003300\0s3cret\0");
         assert_eq!(bytes, expected);
         let decoded = RouteRequest::decode(&bytes).unwrap();
         assert_eq!(decoded, route());
@@ -510,7 +506,10 @@ mod tests {
             Some("route permission denied (a to b, 3300)")
         );
         assert_eq!(decoded.detail(), None);
-        assert_eq!(return_code_meaning(-92), "connection refused by the next hop");
+        assert_eq!(
+            return_code_meaning(-92),
+            "connection refused by the next hop"
+        );
     }
 
     #[test]

@@ -606,9 +606,7 @@ mod tests {
         };
         assert!(c.data_follows());
         assert_eq!(c.data_len, 300);
-        let (second, used2) = decode_packet(&bytes[used..], MAX_PACKET)
-            .unwrap()
-            .unwrap();
+        let (second, used2) = decode_packet(&bytes[used..], MAX_PACKET).unwrap().unwrap();
         assert_eq!(used + used2, bytes.len());
         assert_eq!(
             second,
@@ -700,7 +698,10 @@ mod tests {
         ));
         // A REFUSE whose data length overruns the packet.
         assert!(matches!(
-            decode_packet(b"\x00\x0e\x00\x00\x04\x00\x00\x00\x01\x00\x00\x40ab", MAX_PACKET),
+            decode_packet(
+                b"\x00\x0e\x00\x00\x04\x00\x00\x00\x01\x00\x00\x40ab",
+                MAX_PACKET
+            ),
             Err(DecodeError::Invalid(_))
         ));
         // HTTP instead of TNS: the "length" is too large for our SDU.
@@ -728,10 +729,8 @@ mod tests {
                 })
             }),
             bytes(300).prop_map(|d| Packet::Redirect(Redirect::new(&d))),
-            (any::<u16>(), bytes(300)).prop_map(|(flags, payload)| Packet::Data(Data {
-                flags,
-                payload
-            })),
+            (any::<u16>(), bytes(300))
+                .prop_map(|(flags, payload)| Packet::Data(Data { flags, payload })),
             Just(Packet::Resend),
         ]
     }
