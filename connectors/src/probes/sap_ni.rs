@@ -220,7 +220,6 @@ pub(crate) mod tests {
             "{}",
             outcome.detail
         );
-        assert!(outcome.duration < Duration::from_millis(400));
     }
 
     #[tokio::test]
