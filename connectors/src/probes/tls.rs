@@ -77,7 +77,11 @@ mod tests {
         assert_eq!(outcome.reason, Reason::Ok, "{}", outcome.detail);
         assert_eq!(outcome.tls_not_after, Some(pki.not_after));
         assert!(outcome.detail.contains("TLS 1.3"), "{}", outcome.detail);
-        assert!(outcome.detail.contains("CN=localhost"), "{}", outcome.detail);
+        assert!(
+            outcome.detail.contains("CN=localhost"),
+            "{}",
+            outcome.detail
+        );
         assert!(outcome.detail.contains("expires in"), "{}", outcome.detail);
     }
 
@@ -94,7 +98,12 @@ mod tests {
     async fn system_roots_reject_a_private_ca() {
         let pki = pki(&["localhost"], (2080, 6, 30));
         let (addr, _) = serve(Some(pki.server.clone()), Vec::new()).await;
-        let outcome = run(&check(addr.port(), Some("localhost"), TlsTrust::SystemRoots)).await;
+        let outcome = run(&check(
+            addr.port(),
+            Some("localhost"),
+            TlsTrust::SystemRoots,
+        ))
+        .await;
         assert_eq!(outcome.reason, Reason::TlsError, "{}", outcome.detail);
         // The certificate was presented, so its expiry is known all the same.
         assert_eq!(outcome.tls_not_after, Some(pki.not_after));
@@ -200,7 +209,10 @@ mod tests {
     fn expiry_text_reads_naturally() {
         use super::super::tls_client::expiry_text;
         let now = 1_700_000_000;
-        assert_eq!(expiry_text(now + 42 * 86_400 + 5, now), "expires in 42 days");
+        assert_eq!(
+            expiry_text(now + 42 * 86_400 + 5, now),
+            "expires in 42 days"
+        );
         assert_eq!(expiry_text(now + 86_400, now), "expires in 1 day");
         assert_eq!(expiry_text(now + 60, now), "expires today");
         assert_eq!(expiry_text(now - 3 * 86_400, now), "expired 3 days ago");

@@ -186,6 +186,9 @@ fn handshake_error_text(
             "TLS handshake with {peer}: certificate not valid for {}",
             server_name.to_str()
         ),
+        (Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)), _) => {
+            format!("TLS handshake with {peer}: certificate not issued by a trusted CA")
+        }
         (Some(error), _) => format!("TLS handshake with {peer}: {error}"),
         (None, _) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             format!("TLS handshake with {peer}: connection closed by the server")
@@ -236,7 +239,9 @@ fn ca_file_verifier(path: &Path) -> Result<Arc<dyn ServerCertVerifier>, Failure>
         )));
     }
     let modified = meta.modified().ok();
-    let mut cache = CA_FILES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut cache = CA_FILES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(entry) = cache.get(path) {
         if entry.modified == modified && entry.len == meta.len() {
             return Ok(entry.verifier.clone());
@@ -256,8 +261,8 @@ fn ca_file_verifier(path: &Path) -> Result<Arc<dyn ServerCertVerifier>, Failure>
             path.display()
         )));
     }
-    let verifier = build_verifier(roots)
-        .map_err(|e| fail(format!("CA file {}: {e}", path.display())))?;
+    let verifier =
+        build_verifier(roots).map_err(|e| fail(format!("CA file {}: {e}", path.display())))?;
     cache.insert(
         path.to_path_buf(),
         CaFileEntry {
