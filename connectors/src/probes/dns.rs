@@ -186,7 +186,7 @@ async fn udp_exchange(
             Err(_) => continue,
             Ok(Err(e)) => {
                 // ICMP port unreachable comes back as "connection refused".
-                return Err(Failure::from(e).context(&format!("waiting for {server}")));
+                return Err(Failure::from(e).context(&format!("querying {server}")));
             }
             Ok(Ok(n)) => {
                 let datagram = &buf[..n];
