@@ -42,7 +42,17 @@ const ECHO_REQUEST_V6: u8 = 128;
 const ECHO_REPLY_V6: u8 = 129;
 
 pub async fn probe(p: &IcmpProbe, env: &ProbeEnv<'_>) -> ProbeResult {
-    let target = env.resolve(&p.target).await?[0];
+    let target = env
+        .resolve(&p.target)
+        .await?
+        .first()
+        .copied()
+        .ok_or_else(|| {
+            Failure::new(
+                Reason::ResolveFailed,
+                format!("{} has no address", p.target),
+            )
+        })?;
     let socket = register(open_socket(target, env)?)
         .map_err(|e| Failure::from(e).context("registering the ICMP socket"))?;
     let run = Run {

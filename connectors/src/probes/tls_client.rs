@@ -197,7 +197,7 @@ fn handshake_error_text(
     }
 }
 
-/// The (uncached per connection) verifier for a trust setting.
+/// The verifier for a trust setting; what is costly to load is cached (see the statics).
 fn verifier_for(trust: &TlsTrust) -> Result<Arc<dyn ServerCertVerifier>, Failure> {
     match trust {
         TlsTrust::SystemRoots => SYSTEM_ROOTS
