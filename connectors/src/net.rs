@@ -210,7 +210,7 @@ mod tests {
 
     #[tokio::test]
     async fn read_more_is_bounded() {
-        let data = vec![b'x'; 100];
+        let data = [b'x'; 100];
         let mut reader = &data[..];
         let mut buf = Vec::new();
         read_more(&mut reader, &mut buf, 10).await.unwrap();

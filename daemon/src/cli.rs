@@ -40,10 +40,10 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log format: `human` for a terminal, `json` (one object per line) for log shippers.
-    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `siteward_connectors=debug`).
-    #[arg(long, env = "SITEWARD_LOG", default_value = "info")]
+    #[arg(long, env = "SITEWARD_LOG", default_value = "info", global = true)]
     pub log_level: String,
 }
 

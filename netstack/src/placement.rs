@@ -57,7 +57,7 @@ impl SocketPlacement for Placement {
                     source,
                 })?;
         }
-        if let Some(address) = self.bind_address(remote)? {
+        if let Some(address) = bind_address(self, remote)? {
             socket
                 .bind(address)
                 .map_err(|source| PlacementError::Source {
@@ -96,7 +96,7 @@ impl SocketPlacement for Placement {
                     source,
                 })?;
         }
-        if let Some(address) = self.bind_address(SocketAddr::new(remote, 0))? {
+        if let Some(address) = bind_address(self, SocketAddr::new(remote, 0))? {
             socket
                 .bind(&address.into())
                 .map_err(|source| PlacementError::Source {
@@ -108,21 +108,18 @@ impl SocketPlacement for Placement {
     }
 }
 
-trait BindAddress {
-    fn bind_address(&self, remote: SocketAddr) -> Result<Option<SocketAddr>, PlacementError>;
-}
-
-impl BindAddress for Placement {
-    /// The local address to bind before connecting, if a source is configured.
-    fn bind_address(&self, remote: SocketAddr) -> Result<Option<SocketAddr>, PlacementError> {
-        match self.source {
-            None => Ok(None),
-            Some(source) if source.is_ipv4() != remote.is_ipv4() => Err(PlacementError::Family {
-                source_addr: source,
-                remote,
-            }),
-            Some(source) => Ok(Some(SocketAddr::new(source, 0))),
-        }
+/// The local address to bind before connecting, if a source is configured.
+fn bind_address(
+    placement: &Placement,
+    remote: SocketAddr,
+) -> Result<Option<SocketAddr>, PlacementError> {
+    match placement.source {
+        None => Ok(None),
+        Some(source) if source.is_ipv4() != remote.is_ipv4() => Err(PlacementError::Family {
+            source_addr: source,
+            remote,
+        }),
+        Some(source) => Ok(Some(SocketAddr::new(source, 0))),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod saprouter;
 pub mod sip_options;
 pub mod tcp;
 pub mod tls;
+mod tls_client;
 
 /// Runs one check once, bounded by its timeout, and times it.
 pub async fn run(check: &Check, resolver: &Resolver) -> Outcome {
