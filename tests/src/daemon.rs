@@ -159,6 +159,11 @@ impl Daemon {
         self.metrics
     }
 
+    /// The daemon's PID (also inside a namespace: `ip netns exec` execs the binary).
+    pub fn pid(&self) -> nix::unistd::Pid {
+        self.process.pid()
+    }
+
     pub fn process(&mut self) -> &mut ChildProcess {
         &mut self.process
     }
