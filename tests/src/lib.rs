@@ -10,6 +10,8 @@
 //!   the test panics.
 //! - [`ChildProcess`]: a peer (kamailio, sipp, dnsmasq, a simulator, python) in its own
 //!   process group with captured output, killed by PID on drop.
+//! - [`Simulator`]: `siteward simulate KIND --listen 127.0.0.1:0`, ready once it logs its
+//!   bound address.
 //! - [`Scrape`]: a parsed Prometheus exposition; [`http`]: a small blocking HTTP client.
 //!
 //! The binary is `<target>/debug/siteward` next to the test executable, or `SITEWARD_BIN`.
@@ -21,11 +23,13 @@ pub mod http;
 pub mod metrics;
 pub mod netns;
 pub mod process;
+pub mod simulator;
 
 pub use daemon::{json_line, Daemon, DaemonOptions};
 pub use metrics::Scrape;
 pub use netns::Netns;
 pub use process::ChildProcess;
+pub use simulator::Simulator;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;

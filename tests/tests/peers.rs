@@ -307,6 +307,7 @@ interval = "300ms"
 #[test]
 fn http_check_of_the_daemons_own_admin_api() {
     let daemon = Daemon::start("");
+    let token = daemon.create_token("ops");
     let admin = daemon.admin_addr();
     let cert = daemon.admin_cert();
     assert!(Path::new(&cert).is_file());
@@ -332,7 +333,6 @@ interval = "300ms"
     ));
     daemon.sighup();
     daemon.wait_for_log(STATE_TIMEOUT, |r| r["message"] == "configuration reloaded");
-    let token = daemon.create_token("ops");
     wait_state(&daemon, &token, "own-api", "up", "ok");
     wait_state(&daemon, &token, "own-api-cert", "up", "ok");
     let expiry = daemon

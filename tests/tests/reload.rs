@@ -244,3 +244,31 @@ fn sigterm_exits_zero_while_checks_run() {
         asked.elapsed()
     );
 }
+
+/// "siteward running" is the readiness signal, so a SIGHUP sent right after it must be a
+/// reload, never the default action of the signal (terminating the process). The window
+/// is short, so several daemons are tried; each must survive and reload.
+#[test]
+fn sighup_right_after_readiness_reloads() {
+    for attempt in 0..8 {
+        let mut daemon = Daemon::start("");
+        daemon.sighup();
+        let survived = siteward_tests::wait_until(STATE_TIMEOUT, || {
+            if let Some(status) = daemon.process().try_wait() {
+                return Some(Err(status));
+            }
+            daemon
+                .log_records()
+                .iter()
+                .any(|r| r["message"] == "configuration reloaded")
+                .then_some(Ok(()))
+        });
+        match survived {
+            Some(Ok(())) => {}
+            Some(Err(status)) => panic!(
+                "attempt {attempt}: SIGHUP right after \"siteward running\" killed the daemon ({status:?})"
+            ),
+            None => panic!("attempt {attempt}: no reload logged"),
+        }
+    }
+}
