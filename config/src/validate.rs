@@ -37,6 +37,8 @@ const MAX_CHECKS: usize = 20_000;
 const MAX_ICMP_COUNT: u32 = 100;
 /// Linux IFNAMSIZ less the terminating NUL.
 const MAX_INTERFACE_NAME: usize = 15;
+/// Longest secret file read.
+const MAX_SECRET_FILE: u64 = 4096;
 const HTTP_PRESET_SAP_ICM_PATH: &str = "/sap/public/icman/ping";
 
 /// Collects errors as validation walks the file.
@@ -992,18 +994,14 @@ fn secret(
         (None, None) => return Some(None),
         (Some(value), None) => (value.to_string(), path),
         (None, Some(file)) => {
-            let full = resolve_path(base_dir, file);
-            match std::fs::read_to_string(&full) {
+            match read_secret_file(&resolve_path(base_dir, file)) {
                 // Files written by `echo` end in a newline that is not part of the secret.
                 Ok(text) => (
                     text.trim_end_matches(['\r', '\n']).to_string(),
                     file_path.as_str(),
                 ),
-                Err(e) => {
-                    errors.push(
-                        &file_path,
-                        format!("cannot read secret file {}: {e}", full.display()),
-                    );
+                Err(msg) => {
+                    errors.push(&file_path, msg);
                     return None;
                 }
             }
@@ -1021,6 +1019,25 @@ fn secret(
         return None;
     }
     Some(Some(Secret::new(value)))
+}
+
+/// Reads at most [`MAX_SECRET_FILE`] bytes: a secret file holds one short value, and a
+/// mistaken path (a log, `/dev/zero`) must not be read whole into memory.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot read secret file {}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!(
+            "secret file {} is larger than {MAX_SECRET_FILE} bytes; it must hold only the secret",
+            path.display()
+        ));
+    }
+    Ok(text)
 }
 
 fn resolve_path(base_dir: &Path, path: &Path) -> PathBuf {
@@ -1232,6 +1249,10 @@ fn check_interface_name(name: &str) -> Result<(), String> {
 /// `route_password` instead, so they stay out of logs and the API).
 fn sap_route(text: &str) -> Result<Vec<SapRouteHop>, String> {
     let parts: Vec<&str> = text.split('/').collect();
+    // Checked first, wherever it is: the other messages quote the route, password included.
+    if parts.iter().skip(1).any(|p| p.eq_ignore_ascii_case("W")) {
+        return Err("passwords (/W/) go in route_password or route_password_file".into());
+    }
     if parts.first() != Some(&"") || parts.len() < 5 {
         return Err(format!(
             "\"{text}\" is not a SAP route string like \"/H/sapgw01/S/3300\""
@@ -1256,9 +1277,6 @@ fn sap_route(text: &str) -> Result<Vec<SapRouteHop>, String> {
                 });
                 rest = tail;
             }
-            ["W", ..] => {
-                return Err("passwords (/W/) go in route_password or route_password_file".into())
-            }
             _ => return Err(format!("\"{text}\": expected /H/<host>/S/<service> hops")),
         }
     }
@@ -1266,4 +1284,179 @@ fn sap_route(text: &str) -> Result<Vec<SapRouteHop>, String> {
         return Err("at most 16 hops".into());
     }
     Ok(hops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn common_and_kind_keys_together_are_exactly_the_raw_check_fields() {
+        let mut listed: BTreeSet<&str> = COMMON_CHECK_KEYS.iter().copied().collect();
+        for kind in CHECK_KINDS {
+            listed.extend(keys_of_kind(kind));
+        }
+        let fields: BTreeSet<&str> = keys_of::<RawCheck>().iter().copied().collect();
+        assert_eq!(listed, fields);
+    }
+
+    #[test]
+    fn keys_of_reads_the_struct_fields() {
+        assert_eq!(keys_of::<RawAppliance>(), ["name", "state_dir"]);
+        assert_eq!(keys_of::<RawAdmin>(), ["listen", "cert_file", "key_file"]);
+        assert_eq!(keys_of::<RawMetrics>(), ["listen"]);
+    }
+
+    #[test]
+    fn key_path_quotes_keys_that_are_not_bare() {
+        assert_eq!(key_path("checks[0]", "bogus"), "checks[0].bogus");
+        assert_eq!(key_path("", "alerts"), "alerts");
+        assert_eq!(
+            key_path("checks[1]", "two words"),
+            "checks[1].\"two words\""
+        );
+        assert_eq!(key_path("admin", "a.b"), "admin.\"a.b\"");
+    }
+
+    #[test]
+    fn syntax_error_gives_line_and_column_on_one_line() {
+        let text = "[appliance]\nname = \"a\"\nlisten = = 3\n";
+        let e = text.parse::<toml::Table>().unwrap_err();
+        let message = toml_syntax_error(text, &e);
+        assert!(
+            message.starts_with("not valid TOML at line 3, column 10: "),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn listeners_collide_on_same_port_and_overlapping_address() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        for (a, b, collide) in [
+            ("127.0.0.1:9000", "127.0.0.1:9000", true),
+            ("0.0.0.0:9000", "127.0.0.1:9000", true),
+            ("127.0.0.1:9000", "0.0.0.0:9000", true),
+            ("[::]:9000", "127.0.0.1:9000", true),
+            ("[::]:9000", "[::1]:9000", true),
+            ("0.0.0.0:9000", "[::1]:9000", false),
+            ("127.0.0.1:9000", "127.0.0.2:9000", false),
+            ("127.0.0.1:9000", "127.0.0.1:9001", false),
+            ("127.0.0.1:0", "127.0.0.1:0", false),
+        ] {
+            assert_eq!(listeners_collide(addr(a), addr(b)), collide, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn split_host_port_cases() {
+        assert_eq!(split_host_port("h:80"), Ok(("h", Some("80"))));
+        assert_eq!(split_host_port("h"), Ok(("h", None)));
+        assert_eq!(split_host_port("[::1]:80"), Ok(("::1", Some("80"))));
+        assert_eq!(split_host_port("[::1]"), Ok(("::1", None)));
+        assert_eq!(split_host_port("2001:db8::1"), Ok(("2001:db8::1", None)));
+        assert!(split_host_port("[::1").unwrap_err().contains("missing ]"));
+        assert!(split_host_port("[::1]80")
+            .unwrap_err()
+            .contains("expected :port after ]"));
+        assert!(split_host_port("[db.corp.example]:80")
+            .unwrap_err()
+            .contains("only an IPv6 address"));
+    }
+
+    #[test]
+    fn parse_port_accepts_only_plain_digits_in_range() {
+        assert_eq!(parse_port("1"), Ok(1));
+        assert_eq!(parse_port("65535"), Ok(65535));
+        for bad in ["0", "65536", "+80", "-1", "", "80a", " 80"] {
+            assert!(parse_port(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn hostnames() {
+        for good in [
+            "db",
+            "ebs-db.corp.example",
+            "_sip._udp.example.net",
+            "a1.b2",
+        ] {
+            assert_eq!(check_hostname(good), Ok(()), "{good}");
+        }
+        let long_label = format!("{}.example", "a".repeat(64));
+        let long_name = ["abcdefghi"; 26].join(".");
+        for bad in [
+            "",
+            "-db.example",
+            "db-.example",
+            "db..example",
+            "db corp",
+            "db/corp",
+            "10.0.0.300",
+            "1.2.3",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert!(check_hostname(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn default_path_goes_before_the_query_and_never_replaces_a_path() {
+        let p = HTTP_PRESET_SAP_ICM_PATH;
+        for (url, expected) in [
+            ("http://h:8000", "http://h:8000/sap/public/icman/ping"),
+            ("https://h/", "https://h/sap/public/icman/ping"),
+            ("http://h?x=1", "http://h/sap/public/icman/ping?x=1"),
+            ("http://h/?x=1", "http://h/sap/public/icman/ping?x=1"),
+            ("http://h/own/ping", "http://h/own/ping"),
+            (
+                "http://[2001:db8::1]:8000",
+                "http://[2001:db8::1]:8000/sap/public/icman/ping",
+            ),
+        ] {
+            assert_eq!(with_default_path(url, p), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn sap_route_parses_hops() {
+        let hops = sap_route("/H/saprouter2.corp.example/S/3299/H/10.20.0.5/S/sapgw00").unwrap();
+        assert_eq!(
+            hops,
+            vec![
+                SapRouteHop {
+                    host: "saprouter2.corp.example".into(),
+                    service: "3299".into()
+                },
+                SapRouteHop {
+                    host: "10.20.0.5".into(),
+                    service: "sapgw00".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn sap_route_rejections() {
+        let seventeen = "/H/h/S/1".repeat(17);
+        for (route, fragment) in [
+            (
+                "/H/h/S/3300/W/secret",
+                "passwords (/W/) go in route_password",
+            ),
+            ("sapgw01:3300", "is not a SAP route string"),
+            ("/H/h/S", "is not a SAP route string"),
+            ("/H/h/S/3300/X/y", "expected /H/<host>/S/<service> hops"),
+            ("/H/h/S/3300/", "expected /H/<host>/S/<service> hops"),
+            ("/H/h/S/33-00", "is not a port or SAP service name"),
+            ("/H/bad host/S/3300", "is not a valid host name"),
+            (seventeen.as_str(), "at most 16 hops"),
+        ] {
+            let err = sap_route(route).unwrap_err();
+            assert!(err.contains(fragment), "{route}: {err}");
+            assert!(!err.contains("secret"), "password leaked: {err}");
+        }
+    }
 }
