@@ -28,7 +28,7 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// Every problem found, in file order. Never empty.
+    /// Every problem found, section by section (keys of a table in name order). Never empty.
     #[error("{} error(s) in configuration:\n{}", .0.len(), render_list(.0))]
     Invalid(Vec<FieldError>),
 }

@@ -32,8 +32,10 @@ pub struct RawMetrics {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCheck {
-    pub name: String,
-    pub kind: String,
+    // Optional here so that a missing one is reported at `checks[i].name` by validation,
+    // with the check's other problems, rather than as serde's "missing field" on the table.
+    pub name: Option<String>,
+    pub kind: Option<String>,
     pub target: Option<String>,
     pub interval: Option<String>,
     pub timeout: Option<String>,

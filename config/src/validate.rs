@@ -4,13 +4,27 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Visitor};
 
 use crate::model::*;
 use crate::raw::{keys_of_kind, RawAdmin, RawAppliance, RawCheck, RawMetrics};
 use crate::{FieldError, Secret};
 
 const TOP_LEVEL_KEYS: &[&str] = &["appliance", "admin", "metrics", "checks"];
+/// Keys of `[[checks]]` that every kind takes; the others are listed by [`keys_of_kind`].
+const COMMON_CHECK_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "target",
+    "interval",
+    "timeout",
+    "rise",
+    "fall",
+    "source",
+    "interface",
+];
+/// Keys whose values must not appear in error messages.
+const SECRET_KEYS: &[&str] = &["secret", "route_password"];
 const DEFAULT_STATE_DIR: &str = "/var/lib/siteward";
 const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8443";
 const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9108";
@@ -23,6 +37,8 @@ const MAX_CHECKS: usize = 20_000;
 const MAX_ICMP_COUNT: u32 = 100;
 /// Linux IFNAMSIZ less the terminating NUL.
 const MAX_INTERFACE_NAME: usize = 15;
+/// Longest secret file read.
+const MAX_SECRET_FILE: u64 = 4096;
 const HTTP_PRESET_SAP_ICM_PATH: &str = "/sap/public/icman/ping";
 
 /// Collects errors as validation walks the file.
@@ -42,7 +58,7 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<FieldErro
     let table: toml::Table = match text.parse() {
         Ok(table) => table,
         Err(e) => {
-            errors.push("", format!("not valid TOML: {}", e.to_string().trim_end()));
+            errors.push("", toml_syntax_error(text, &e));
             return Err(errors.0);
         }
     };
@@ -50,7 +66,7 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<FieldErro
     for key in table.keys() {
         if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
             errors.push(
-                key.as_str(),
+                key_path("", key),
                 format!(
                     "unknown section (expected one of {})",
                     TOP_LEVEL_KEYS.join(", ")
@@ -59,18 +75,22 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<FieldErro
         }
     }
 
-    let raw_appliance: RawAppliance = section(&table, "appliance", &mut errors).unwrap_or_default();
-    let raw_admin: RawAdmin = section(&table, "admin", &mut errors).unwrap_or_default();
-    let raw_metrics: RawMetrics = section(&table, "metrics", &mut errors).unwrap_or_default();
-
-    let appliance = appliance(raw_appliance, base_dir, &mut errors);
-    let admin = admin(raw_admin, base_dir, &mut errors);
-    let metrics = metrics(raw_metrics, &mut errors);
+    // A section that could not be decoded has been reported; validating its defaults
+    // instead would add errors (a "missing" name) that are not the user's mistake.
+    let appliance = section::<RawAppliance>(&table, "appliance", &mut errors)
+        .and_then(|raw| appliance(raw, base_dir, &mut errors));
+    let admin = section::<RawAdmin>(&table, "admin", &mut errors)
+        .and_then(|raw| admin(raw, base_dir, &mut errors));
+    let metrics = section::<RawMetrics>(&table, "metrics", &mut errors)
+        .and_then(|raw| metrics(raw, &mut errors));
     if let (Some(admin), Some(metrics)) = (&admin, &metrics) {
-        if admin.listen == metrics.listen && admin.listen.port() != 0 {
+        if listeners_collide(admin.listen, metrics.listen) {
             errors.push(
                 "metrics.listen",
-                format!("same address as admin.listen ({})", admin.listen),
+                format!(
+                    "{} collides with admin.listen ({}): both cannot listen on it",
+                    metrics.listen, admin.listen
+                ),
             );
         }
     }
@@ -88,29 +108,165 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<FieldErro
     }
 }
 
-/// Deserializes an optional top-level table, reporting type and unknown-key errors with paths.
-fn section<T: DeserializeOwned>(table: &toml::Table, key: &str, errors: &mut Errors) -> Option<T> {
-    let value = table.get(key)?;
-    deserialize_at(value.clone(), key, errors)
+/// One line, `line:column` first, instead of toml's multi-line snippet, so it reads well in
+/// a list of errors and in a JSON log line.
+fn toml_syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end().replace('\n', "; ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("not valid TOML at line {line}, column {column}: {message}")
+        }
+        None => format!("not valid TOML: {message}"),
+    }
 }
 
-fn deserialize_at<T: DeserializeOwned>(
-    value: toml::Value,
-    path: &str,
+/// Two listeners that the kernel would not let both bind: the same port on the same
+/// address, or on an address and the wildcard covering it (`[::]` also covers IPv4).
+fn listeners_collide(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers = |wild: IpAddr, other: IpAddr| {
+        wild.is_unspecified() && (wild.is_ipv4() == other.is_ipv4() || wild.is_ipv6())
+    };
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || covers(a.ip(), b.ip()) || covers(b.ip(), a.ip()))
+}
+
+/// Decodes an optional top-level section; an absent one is all defaults, `None` means
+/// it had errors (already reported).
+fn section<T: DeserializeOwned + Default>(
+    table: &toml::Table,
+    key: &str,
     errors: &mut Errors,
 ) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let full = if inner == "." || inner.is_empty() {
-                path.to_string()
-            } else {
-                format!("{path}.{inner}")
-            };
-            errors.push(full, e.into_inner().message().trim_end().to_string());
-            None
+    let Some(value) = table.get(key) else {
+        return Some(T::default());
+    };
+    let known = keys_of::<T>();
+    decode_table(
+        value,
+        key,
+        &|_| format!("expected one of {}", known.join(", ")),
+        errors,
+    )
+}
+
+/// Decodes one TOML table into its raw struct, reporting every unknown key and every value
+/// of the wrong type (serde alone stops at the first). Unknown keys are dropped and the
+/// rest is still validated; a wrong type makes the result `None`, so validation does not
+/// add consequences of the same mistake ("missing name" after "name must be a string").
+/// `known_keys` describes the accepted keys for the unknown-key message.
+fn decode_table<T: DeserializeOwned>(
+    value: &toml::Value,
+    path: &str,
+    known_keys: &dyn Fn(&toml::Table) -> String,
+    errors: &mut Errors,
+) -> Option<T> {
+    let Some(table) = value.as_table() else {
+        errors.push(path, format!("must be a table, found {}", value.type_str()));
+        return None;
+    };
+    let accepted = keys_of::<T>();
+    let mut table = table.clone();
+    let unknown: Vec<String> = table
+        .keys()
+        .filter(|key| !accepted.contains(&key.as_str()))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        let hint = known_keys(&table);
+        for key in &unknown {
+            errors.push(key_path(path, key), format!("unknown key ({hint})"));
+            table.remove(key);
         }
+    }
+    let mut well_typed = true;
+    loop {
+        match serde_path_to_error::deserialize::<_, T>(toml::Value::Table(table.clone())) {
+            Ok(raw) => return well_typed.then_some(raw),
+            Err(e) => {
+                well_typed = false;
+                let key = match e.path().iter().next() {
+                    Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+                    _ => None,
+                };
+                let inner = e.path().to_string();
+                let full = if inner == "." || inner.is_empty() {
+                    path.to_string()
+                } else if path.is_empty() {
+                    inner
+                } else {
+                    format!("{path}.{inner}")
+                };
+                let message = match &key {
+                    // serde quotes the offending value; a secret's must not reach a log.
+                    Some(k) if SECRET_KEYS.contains(&k.as_str()) => {
+                        "must be a string (value not shown: it is a secret)".to_string()
+                    }
+                    _ => e.into_inner().message().trim_end().to_string(),
+                };
+                errors.push(full, message);
+                // Drop the bad value and decode again to find the next one.
+                match key {
+                    Some(key) if table.remove(&key).is_some() => {}
+                    _ => return None,
+                }
+            }
+        }
+    }
+}
+
+/// The keys a serde struct accepts, read from its `Deserialize` impl so that the list
+/// cannot drift from the struct.
+fn keys_of<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+    struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("field names taken"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(FieldNames(&mut fields));
+    fields
+}
+
+/// `parent.key`, with the key quoted when it is not a bare TOML key.
+fn key_path(parent: &str, key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let key = if bare {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    };
+    if parent.is_empty() {
+        key
+    } else {
+        format!("{parent}.{key}")
     }
 }
 
@@ -148,15 +304,15 @@ fn admin(raw: RawAdmin, base_dir: &Path, errors: &mut Errors) -> Option<Admin> {
         errors,
     );
     let tls = match (raw.cert_file, raw.key_file) {
-        (None, None) => None,
+        (None, None) => Some(None),
         (Some(cert), Some(key)) => {
             let cert_file = existing_file(base_dir, &cert, "admin.cert_file", errors);
             let key_file = existing_file(base_dir, &key, "admin.key_file", errors);
             match (cert_file, key_file) {
-                (Some(cert_file), Some(key_file)) => Some(AdminTls {
+                (Some(cert_file), Some(key_file)) => Some(Some(AdminTls {
                     cert_file,
                     key_file,
-                }),
+                })),
                 _ => None,
             }
         }
@@ -177,7 +333,7 @@ fn admin(raw: RawAdmin, base_dir: &Path, errors: &mut Errors) -> Option<Admin> {
     };
     Some(Admin {
         listen: listen?,
-        tls,
+        tls: tls?,
     })
 }
 
@@ -206,21 +362,28 @@ fn checks(table: &toml::Table, base_dir: &Path, errors: &mut Errors) -> Vec<Chec
         return Vec::new();
     }
     let mut checks = Vec::with_capacity(array.len());
-    let mut seen = std::collections::HashMap::new();
+    let mut first_use = std::collections::HashMap::new();
     for (i, value) in array.iter().enumerate() {
         let path = format!("checks[{i}]");
-        let Some(raw) = deserialize_at::<RawCheck>(value.clone(), &path, errors) else {
+        // Counted before decoding, so that a later duplicate still names the first check
+        // even when that one had other errors.
+        if let Some(name) = value.get("name").and_then(toml::Value::as_str) {
+            match first_use.entry(name.to_string()) {
+                std::collections::hash_map::Entry::Occupied(first) => errors.push(
+                    format!("{path}.name"),
+                    format!(
+                        "duplicate check name \"{name}\" (first used by checks[{}])",
+                        first.get()
+                    ),
+                ),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(i);
+                }
+            }
+        }
+        let Some(raw) = decode_table::<RawCheck>(value, &path, &check_keys_hint, errors) else {
             continue;
         };
-        if let Some(first) = seen.insert(raw.name.clone(), i) {
-            errors.push(
-                format!("{path}.name"),
-                format!(
-                    "duplicate check name \"{}\" (first used by checks[{first}])",
-                    raw.name
-                ),
-            );
-        }
         if let Some(check) = check(raw, &path, base_dir, errors) {
             checks.push(check);
         }
@@ -228,28 +391,66 @@ fn checks(table: &toml::Table, base_dir: &Path, errors: &mut Errors) -> Vec<Chec
     checks
 }
 
+/// The keys a check may have, for the unknown-key message: those of its kind if it has
+/// a known one.
+fn check_keys_hint(table: &toml::Table) -> String {
+    match table
+        .get("kind")
+        .and_then(toml::Value::as_str)
+        .filter(|kind| CHECK_KINDS.contains(kind))
+    {
+        Some(kind) => {
+            let keys: Vec<&str> = COMMON_CHECK_KEYS
+                .iter()
+                .chain(keys_of_kind(kind))
+                .copied()
+                .collect();
+            format!("kind \"{kind}\" takes {}", keys.join(", "))
+        }
+        None => format!("expected one of {}", keys_of::<RawCheck>().join(", ")),
+    }
+}
+
 fn check(raw: RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Option<Check> {
     let before = errors.0.len();
     let at = |field: &str| format!("{path}.{field}");
 
-    if let Err(msg) = check_name(&raw.name) {
-        errors.push(at("name"), msg);
+    match &raw.name {
+        None => errors.push(at("name"), "missing: every check needs a unique name"),
+        Some(name) => {
+            if let Err(msg) = check_name(name) {
+                errors.push(at("name"), msg);
+            }
+        }
     }
-    if !CHECK_KINDS.contains(&raw.kind.as_str()) {
-        errors.push(
-            at("kind"),
-            format!(
-                "unknown kind \"{}\" (expected one of {})",
-                raw.kind,
-                CHECK_KINDS.join(", ")
-            ),
-        );
-        return None;
-    }
-    let allowed = keys_of_kind(&raw.kind);
-    for key in raw.kind_keys_set() {
-        if !allowed.contains(&key) {
-            errors.push(at(key), format!("not used by kind \"{}\"", raw.kind));
+    // The kind decides which keys belong and how the target reads; without a known kind
+    // only the common keys can be validated.
+    let kind = match raw.kind.as_deref() {
+        None => {
+            errors.push(
+                at("kind"),
+                format!("missing: one of {}", CHECK_KINDS.join(", ")),
+            );
+            None
+        }
+        Some(kind) if !CHECK_KINDS.contains(&kind) => {
+            errors.push(
+                at("kind"),
+                format!(
+                    "unknown kind \"{kind}\" (expected one of {})",
+                    CHECK_KINDS.join(", ")
+                ),
+            );
+            None
+        }
+        Some(kind) => Some(kind),
+    };
+    if let Some(kind) = kind {
+        let allowed = keys_of_kind(kind);
+        for key in raw.kind_keys_set() {
+            if !allowed.contains(&key) {
+                errors.push(at(key), format!("not used by kind \"{kind}\""));
+            }
         }
     }
 
@@ -257,21 +458,29 @@ fn check(raw: RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Opt
         .interval
         .as_deref()
         .map(|s| duration(s, &at("interval"), errors))
-        .unwrap_or(Some(DEFAULT_INTERVAL));
-    if let Some(interval) = interval {
-        if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
-            errors.push(at("interval"), "must be between 100ms and 24h");
-        }
-    }
+        .unwrap_or(Some(DEFAULT_INTERVAL))
+        .filter(|interval| {
+            let valid = (MIN_INTERVAL..=MAX_INTERVAL).contains(interval);
+            if !valid {
+                errors.push(
+                    at("interval"),
+                    format!(
+                        "{} is out of range: must be between 100ms and 24h",
+                        humantime::format_duration(*interval)
+                    ),
+                );
+            }
+            valid
+        });
     let timeout = match raw.timeout.as_deref() {
         Some(s) => duration(s, &at("timeout"), errors),
         // The default must stay below a short interval, so it shrinks with it.
         None => interval.map(|i| DEFAULT_TIMEOUT.min(i * 3 / 4)),
     };
-    if let (Some(interval), Some(timeout)) = (interval, timeout) {
+    if let Some(timeout) = timeout {
         if timeout.is_zero() {
             errors.push(at("timeout"), "must be greater than 0");
-        } else if timeout >= interval {
+        } else if let Some(interval) = interval.filter(|i| timeout >= *i) {
             errors.push(
                 at("timeout"),
                 format!(
@@ -308,13 +517,13 @@ fn check(raw: RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Opt
         }
     }
 
-    let probe = probe(&raw, path, base_dir, errors);
-    if let (Some(source), Some(probe)) = (source, &probe) {
-        if let Some(IpAddr::V4(_) | IpAddr::V6(_)) = literal_target_ip(probe) {
-            let target_ip = literal_target_ip(probe).unwrap_or(source);
-            if target_ip.is_ipv4() != source.is_ipv4() {
-                errors.push(at("source"), "address family differs from the target's");
-            }
+    let probe = kind.and_then(|kind| probe(&raw, kind, path, base_dir, errors));
+    if let (Some(source), Some(target_ip)) = (source, probe.as_ref().and_then(literal_target_ip)) {
+        if target_ip.is_ipv4() != source.is_ipv4() {
+            errors.push(
+                at("source"),
+                format!("{source} and the target {target_ip} are of different address families"),
+            );
         }
     }
 
@@ -322,7 +531,7 @@ fn check(raw: RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Opt
         return None;
     }
     Some(Check {
-        name: raw.name,
+        name: raw.name?,
         interval: interval?,
         timeout: timeout?,
         rise,
@@ -340,7 +549,10 @@ fn literal_target_ip(probe: &Probe) -> Option<IpAddr> {
     let host = match probe {
         Probe::Tcp(p) => &p.target.host,
         Probe::Tls(p) => &p.target.host,
-        Probe::Http(p) => &p.connect_to.as_ref()?.host,
+        Probe::Http(p) => match &p.connect_to {
+            Some(connect_to) => &connect_to.host,
+            None => return url_host_port(&p.url).map(|hp| hp.host).and_then(ip_of),
+        },
         Probe::Dns(p) => &p.server.host,
         Probe::Icmp(p) => &p.target,
         Probe::OracleTns(p) => &p.target.host,
@@ -349,13 +561,23 @@ fn literal_target_ip(probe: &Probe) -> Option<IpAddr> {
         Probe::AsteriskAmi(p) => &p.target.host,
         Probe::SipOptions(p) => &p.target.host,
     };
+    ip_of(host.clone())
+}
+
+fn ip_of(host: Host) -> Option<IpAddr> {
     match host {
-        Host::Ip(ip) => Some(*ip),
+        Host::Ip(ip) => Some(ip),
         Host::Name(_) => None,
     }
 }
 
-fn probe(raw: &RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Option<Probe> {
+fn probe(
+    raw: &RawCheck,
+    kind: &str,
+    path: &str,
+    base_dir: &Path,
+    errors: &mut Errors,
+) -> Option<Probe> {
     let at = |field: &str| format!("{path}.{field}");
     let target_path = at("target");
     // The target with the kind's default port, or an error if the kind has none.
@@ -364,7 +586,7 @@ fn probe(raw: &RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Op
             None => {
                 errors.push(
                     &target_path,
-                    format!("missing: kind \"{}\" needs a target", raw.kind),
+                    format!("missing: kind \"{kind}\" needs a target"),
                 );
                 None
             }
@@ -388,7 +610,7 @@ fn probe(raw: &RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Op
         }
     };
 
-    Some(match raw.kind.as_str() {
+    Some(match kind {
         "tcp" => Probe::Tcp(TcpProbe {
             target: target(None, errors)?,
         }),
@@ -417,13 +639,14 @@ fn probe(raw: &RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Op
                     errors.push(at("query"), "missing: the name to look up");
                     None
                 }
-                Some(q) => match check_hostname(q.trim_end_matches('.')) {
-                    Ok(()) => Some(q.to_string()),
-                    Err(msg) => {
-                        errors.push(at("query"), msg);
-                        None
-                    }
-                },
+                // "." is the root zone, asked for its SOA or NS.
+                Some(q) if q == "." || check_hostname(q.strip_suffix('.').unwrap_or(q)).is_ok() => {
+                    Some(q.to_string())
+                }
+                Some(q) => {
+                    errors.push(at("query"), format!("\"{q}\" is not a valid DNS name"));
+                    None
+                }
             };
             let record_type = match raw.record_type.as_deref() {
                 None => Some(DnsRecordType::A),
@@ -543,10 +766,10 @@ fn probe(raw: &RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Op
                     errors.push(at("username"), "missing: the AMI user of manager.conf");
                     None
                 }
-                Some(u) if u.is_empty() || u.len() > 80 || u.contains(['\r', '\n']) => {
+                Some(u) if u.is_empty() || u.len() > 80 || u.chars().any(char::is_control) => {
                     errors.push(
                         at("username"),
-                        "must be 1-80 characters without line breaks",
+                        "must be 1-80 characters without control characters or line breaks",
                     );
                     None
                 }
@@ -560,10 +783,6 @@ fn probe(raw: &RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Op
                 errors,
             );
             let secret = match secret {
-                Some(Some(s)) if s.expose().contains(['\r', '\n']) => {
-                    errors.push(at("secret"), "must not contain line breaks");
-                    None
-                }
                 Some(Some(s)) => Some(s),
                 Some(None) => {
                     errors.push(at("secret"), "missing: set secret or secret_file");
@@ -582,7 +801,10 @@ fn probe(raw: &RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Op
             let transport = transport(raw.transport.as_deref(), &at("transport"), errors);
             if let Some(uri) = &raw.request_uri {
                 let lower = uri.to_ascii_lowercase();
-                if !(lower.starts_with("sip:") || lower.starts_with("sips:"))
+                let after_scheme = lower
+                    .strip_prefix("sip:")
+                    .or_else(|| lower.strip_prefix("sips:"));
+                if after_scheme.is_none_or(str::is_empty)
                     || uri.len() > 256
                     || uri.chars().any(|c| c.is_whitespace() || c.is_control())
                 {
@@ -647,10 +869,9 @@ fn http_probe(
                 errors.push(at("url"), msg);
                 None
             }
-            // A preset supplies the path when the URL names only the server.
-            Ok(has_path) => Some(match preset_path {
-                Some(p) if !has_path => format!("{}{p}", url.trim_end_matches('/')),
-                _ => url.to_string(),
+            Ok(()) => Some(match preset_path {
+                Some(preset_path) => with_default_path(url, preset_path),
+                None => url.to_string(),
             }),
         },
     };
@@ -672,8 +893,8 @@ fn http_probe(
         }
     };
     let connect_to = match raw.target.as_deref() {
-        None => None,
-        Some(t) => Some(host_port(t, None, &at("target"), errors)?),
+        None => Some(None),
+        Some(t) => host_port(t, None, &at("target"), errors).map(Some),
     };
     if let Some(body) = &raw.body_contains {
         if body.is_empty() || body.len() > 1024 {
@@ -682,26 +903,20 @@ fn http_probe(
     }
     Some(Probe::Http(HttpProbe {
         url: url?,
-        connect_to,
+        connect_to: connect_to?,
         expect_status,
         body_contains: raw.body_contains.clone(),
         trust: trust?,
     }))
 }
 
-/// Checks an `http://` or `https://` URL with a valid host; returns whether it has a path.
-fn http_url(url: &str) -> Result<bool, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
+/// Checks an `http://` or `https://` URL with a valid host.
+fn http_url(url: &str) -> Result<(), String> {
+    let (authority, _) = split_http_url(url)
         .ok_or_else(|| format!("\"{url}\" must start with http:// or https://"))?;
     if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must be at most 2048 characters without spaces".into());
     }
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
     if authority.contains('@') {
         return Err("credentials in the URL are not supported".into());
     }
@@ -709,7 +924,40 @@ fn http_url(url: &str) -> Result<bool, String> {
     if host_port(authority, Some(80), "", &mut scratch).is_none() {
         return Err(format!("\"{authority}\" is not a valid host[:port]"));
     }
-    Ok(!(path.is_empty() || path == "/"))
+    Ok(())
+}
+
+/// A preset's path put into a (valid) URL that names only the server, before any query;
+/// a URL with its own path is kept as written.
+fn with_default_path(url: &str, default_path: &str) -> String {
+    let Some((authority, rest)) = split_http_url(url) else {
+        return url.to_string();
+    };
+    let path_end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (path, query) = rest.split_at(path_end);
+    if !(path.is_empty() || path == "/") {
+        return url.to_string();
+    }
+    let scheme = &url[..url.len() - authority.len() - rest.len()];
+    format!("{scheme}{authority}{default_path}{query}")
+}
+
+/// The authority (`host[:port]`) and the rest (path, query, fragment) of an HTTP(S) URL.
+fn split_http_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    Some(match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    })
+}
+
+/// The host and port a validated URL connects to.
+fn url_host_port(url: &str) -> Option<HostPort> {
+    let (authority, _) = split_http_url(url)?;
+    let default_port = if url.starts_with("https://") { 443 } else { 80 };
+    host_port(authority, Some(default_port), "", &mut Errors(Vec::new()))
 }
 
 fn transport(value: Option<&str>, path: &str, errors: &mut Errors) -> Option<Transport> {
@@ -727,6 +975,8 @@ fn transport(value: Option<&str>, path: &str, errors: &mut Errors) -> Option<Tra
 }
 
 /// Inline secret or secret file (exactly one or none). `Some(None)` = neither given.
+/// `path` is the inline key's path; the file's is the same with `_file`. A secret may
+/// not contain control characters (it goes into a line- or NUL-delimited protocol field).
 fn secret(
     inline: Option<&str>,
     file: Option<&Path>,
@@ -734,28 +984,60 @@ fn secret(
     path: &str,
     errors: &mut Errors,
 ) -> Option<Option<Secret>> {
-    match (inline, file) {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    let file_path = format!("{path}_file");
+    let (value, value_path) = match (inline, file) {
         (Some(_), Some(_)) => {
-            errors.push(path, format!("set either {path} or {path}_file, not both"));
-            None
+            errors.push(path, format!("set either {key} or {key}_file, not both"));
+            return None;
         }
-        (Some(value), None) => Some(Some(Secret::new(value))),
+        (None, None) => return Some(None),
+        (Some(value), None) => (value.to_string(), path),
         (None, Some(file)) => {
-            let full = resolve_path(base_dir, file);
-            match std::fs::read_to_string(&full) {
+            match read_secret_file(&resolve_path(base_dir, file)) {
                 // Files written by `echo` end in a newline that is not part of the secret.
-                Ok(text) => Some(Some(Secret::new(text.trim_end_matches(['\r', '\n'])))),
-                Err(e) => {
-                    errors.push(
-                        format!("{path}_file"),
-                        format!("cannot read secret file {}: {e}", full.display()),
-                    );
-                    None
+                Ok(text) => (
+                    text.trim_end_matches(['\r', '\n']).to_string(),
+                    file_path.as_str(),
+                ),
+                Err(msg) => {
+                    errors.push(&file_path, msg);
+                    return None;
                 }
             }
         }
-        (None, None) => Some(None),
+    };
+    if value.is_empty() {
+        errors.push(value_path, "is empty");
+        return None;
     }
+    if value.chars().any(char::is_control) {
+        errors.push(
+            value_path,
+            "must not contain control characters or line breaks",
+        );
+        return None;
+    }
+    Some(Some(Secret::new(value)))
+}
+
+/// Reads at most [`MAX_SECRET_FILE`] bytes: a secret file holds one short value, and a
+/// mistaken path (a log, `/dev/zero`) must not be read whole into memory.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot read secret file {}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!(
+            "secret file {} is larger than {MAX_SECRET_FILE} bytes; it must hold only the secret",
+            path.display()
+        ));
+    }
+    Ok(text)
 }
 
 fn resolve_path(base_dir: &Path, path: &Path) -> PathBuf {
@@ -823,11 +1105,7 @@ fn host_port(
 ) -> Option<HostPort> {
     let parsed = split_host_port(text).and_then(|(host_text, port_text)| {
         let port = match port_text {
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("\"{p}\" is not a port (1-65535)"))?,
+            Some(p) => parse_port(p)?,
             None => default_port.ok_or_else(|| format!("\"{text}\" needs a port (host:port)"))?,
         };
         Ok(HostPort {
@@ -844,11 +1122,27 @@ fn host_port(
     }
 }
 
+fn parse_port(text: &str) -> Result<u16, String> {
+    // `u16::from_str` would also take "+80".
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse::<u16>().ok())
+        .flatten()
+        .filter(|port| *port != 0)
+        .ok_or_else(|| format!("\"{text}\" is not a port (1-65535)"))
+}
+
+/// Splits `host:port`; a bracketed host must be an IPv6 address (returned without brackets).
 fn split_host_port(text: &str) -> Result<(&str, Option<&str>), String> {
     if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')
             .ok_or_else(|| format!("\"{text}\": missing ] after IPv6 address"))?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!(
+                "\"{text}\": only an IPv6 address goes between [ and ]"
+            ));
+        }
         return match after {
             "" => Ok((host, None)),
             _ => match after.strip_prefix(':') {
@@ -868,12 +1162,14 @@ fn split_host_port(text: &str) -> Result<(&str, Option<&str>), String> {
     }
 }
 
+/// A host without a port (`icmp`): a name, an IP, or a bracketed IPv6 address.
 fn host(text: &str, path: &str, errors: &mut Errors) -> Option<Host> {
-    let bare = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(text);
-    match parse_host(bare) {
+    let parsed = match split_host_port(text) {
+        Ok((host, None)) => parse_host(host),
+        Ok((_, Some(_))) => Err(format!("\"{text}\": give a host without a port")),
+        Err(msg) => Err(msg),
+    };
+    match parsed {
         Ok(h) => Some(h),
         Err(msg) => {
             errors.push(path, msg);
@@ -886,11 +1182,13 @@ fn parse_host(text: &str) -> Result<Host, String> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(Host::Ip(ip));
     }
-    check_hostname(text.trim_end_matches('.'))?;
+    check_hostname(text.strip_suffix('.').unwrap_or(text))?;
     Ok(Host::Name(text.to_string()))
 }
 
-/// RFC 1123 host name: dot-separated labels of letters, digits and hyphens.
+/// RFC 1123 host name: dot-separated labels of letters, digits and hyphens (and `_`, used
+/// in SRV names). An all-numeric last label is refused: "10.0.0.300" is a mistyped
+/// address, not a name (no top-level domain is numeric).
 fn check_hostname(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 253
@@ -902,7 +1200,11 @@ fn check_hostname(name: &str) -> Result<(), String> {
                 && label
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
+        })
+        && !name
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()));
     if valid {
         Ok(())
     } else {
@@ -947,6 +1249,10 @@ fn check_interface_name(name: &str) -> Result<(), String> {
 /// `route_password` instead, so they stay out of logs and the API).
 fn sap_route(text: &str) -> Result<Vec<SapRouteHop>, String> {
     let parts: Vec<&str> = text.split('/').collect();
+    // Checked first, wherever it is: the other messages quote the route, password included.
+    if parts.iter().skip(1).any(|p| p.eq_ignore_ascii_case("W")) {
+        return Err("passwords (/W/) go in route_password or route_password_file".into());
+    }
     if parts.first() != Some(&"") || parts.len() < 5 {
         return Err(format!(
             "\"{text}\" is not a SAP route string like \"/H/sapgw01/S/3300\""
@@ -971,9 +1277,6 @@ fn sap_route(text: &str) -> Result<Vec<SapRouteHop>, String> {
                 });
                 rest = tail;
             }
-            ["W", ..] => {
-                return Err("passwords (/W/) go in route_password or route_password_file".into())
-            }
             _ => return Err(format!("\"{text}\": expected /H/<host>/S/<service> hops")),
         }
     }
@@ -981,4 +1284,179 @@ fn sap_route(text: &str) -> Result<Vec<SapRouteHop>, String> {
         return Err("at most 16 hops".into());
     }
     Ok(hops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn common_and_kind_keys_together_are_exactly_the_raw_check_fields() {
+        let mut listed: BTreeSet<&str> = COMMON_CHECK_KEYS.iter().copied().collect();
+        for kind in CHECK_KINDS {
+            listed.extend(keys_of_kind(kind));
+        }
+        let fields: BTreeSet<&str> = keys_of::<RawCheck>().iter().copied().collect();
+        assert_eq!(listed, fields);
+    }
+
+    #[test]
+    fn keys_of_reads_the_struct_fields() {
+        assert_eq!(keys_of::<RawAppliance>(), ["name", "state_dir"]);
+        assert_eq!(keys_of::<RawAdmin>(), ["listen", "cert_file", "key_file"]);
+        assert_eq!(keys_of::<RawMetrics>(), ["listen"]);
+    }
+
+    #[test]
+    fn key_path_quotes_keys_that_are_not_bare() {
+        assert_eq!(key_path("checks[0]", "bogus"), "checks[0].bogus");
+        assert_eq!(key_path("", "alerts"), "alerts");
+        assert_eq!(
+            key_path("checks[1]", "two words"),
+            "checks[1].\"two words\""
+        );
+        assert_eq!(key_path("admin", "a.b"), "admin.\"a.b\"");
+    }
+
+    #[test]
+    fn syntax_error_gives_line_and_column_on_one_line() {
+        let text = "[appliance]\nname = \"a\"\nlisten = = 3\n";
+        let e = text.parse::<toml::Table>().unwrap_err();
+        let message = toml_syntax_error(text, &e);
+        assert!(
+            message.starts_with("not valid TOML at line 3, column 10: "),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn listeners_collide_on_same_port_and_overlapping_address() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        for (a, b, collide) in [
+            ("127.0.0.1:9000", "127.0.0.1:9000", true),
+            ("0.0.0.0:9000", "127.0.0.1:9000", true),
+            ("127.0.0.1:9000", "0.0.0.0:9000", true),
+            ("[::]:9000", "127.0.0.1:9000", true),
+            ("[::]:9000", "[::1]:9000", true),
+            ("0.0.0.0:9000", "[::1]:9000", false),
+            ("127.0.0.1:9000", "127.0.0.2:9000", false),
+            ("127.0.0.1:9000", "127.0.0.1:9001", false),
+            ("127.0.0.1:0", "127.0.0.1:0", false),
+        ] {
+            assert_eq!(listeners_collide(addr(a), addr(b)), collide, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn split_host_port_cases() {
+        assert_eq!(split_host_port("h:80"), Ok(("h", Some("80"))));
+        assert_eq!(split_host_port("h"), Ok(("h", None)));
+        assert_eq!(split_host_port("[::1]:80"), Ok(("::1", Some("80"))));
+        assert_eq!(split_host_port("[::1]"), Ok(("::1", None)));
+        assert_eq!(split_host_port("2001:db8::1"), Ok(("2001:db8::1", None)));
+        assert!(split_host_port("[::1").unwrap_err().contains("missing ]"));
+        assert!(split_host_port("[::1]80")
+            .unwrap_err()
+            .contains("expected :port after ]"));
+        assert!(split_host_port("[db.corp.example]:80")
+            .unwrap_err()
+            .contains("only an IPv6 address"));
+    }
+
+    #[test]
+    fn parse_port_accepts_only_plain_digits_in_range() {
+        assert_eq!(parse_port("1"), Ok(1));
+        assert_eq!(parse_port("65535"), Ok(65535));
+        for bad in ["0", "65536", "+80", "-1", "", "80a", " 80"] {
+            assert!(parse_port(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn hostnames() {
+        for good in [
+            "db",
+            "ebs-db.corp.example",
+            "_sip._udp.example.net",
+            "a1.b2",
+        ] {
+            assert_eq!(check_hostname(good), Ok(()), "{good}");
+        }
+        let long_label = format!("{}.example", "a".repeat(64));
+        let long_name = ["abcdefghi"; 26].join(".");
+        for bad in [
+            "",
+            "-db.example",
+            "db-.example",
+            "db..example",
+            "db corp",
+            "db/corp",
+            "10.0.0.300",
+            "1.2.3",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert!(check_hostname(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn default_path_goes_before_the_query_and_never_replaces_a_path() {
+        let p = HTTP_PRESET_SAP_ICM_PATH;
+        for (url, expected) in [
+            ("http://h:8000", "http://h:8000/sap/public/icman/ping"),
+            ("https://h/", "https://h/sap/public/icman/ping"),
+            ("http://h?x=1", "http://h/sap/public/icman/ping?x=1"),
+            ("http://h/?x=1", "http://h/sap/public/icman/ping?x=1"),
+            ("http://h/own/ping", "http://h/own/ping"),
+            (
+                "http://[2001:db8::1]:8000",
+                "http://[2001:db8::1]:8000/sap/public/icman/ping",
+            ),
+        ] {
+            assert_eq!(with_default_path(url, p), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn sap_route_parses_hops() {
+        let hops = sap_route("/H/saprouter2.corp.example/S/3299/H/10.20.0.5/S/sapgw00").unwrap();
+        assert_eq!(
+            hops,
+            vec![
+                SapRouteHop {
+                    host: "saprouter2.corp.example".into(),
+                    service: "3299".into()
+                },
+                SapRouteHop {
+                    host: "10.20.0.5".into(),
+                    service: "sapgw00".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn sap_route_rejections() {
+        let seventeen = "/H/h/S/1".repeat(17);
+        for (route, fragment) in [
+            (
+                "/H/h/S/3300/W/secret",
+                "passwords (/W/) go in route_password",
+            ),
+            ("sapgw01:3300", "is not a SAP route string"),
+            ("/H/h/S", "is not a SAP route string"),
+            ("/H/h/S/3300/X/y", "expected /H/<host>/S/<service> hops"),
+            ("/H/h/S/3300/", "expected /H/<host>/S/<service> hops"),
+            ("/H/h/S/33-00", "is not a port or SAP service name"),
+            ("/H/bad host/S/3300", "is not a valid host name"),
+            (seventeen.as_str(), "at most 16 hops"),
+        ] {
+            let err = sap_route(route).unwrap_err();
+            assert!(err.contains(fragment), "{route}: {err}");
+            assert!(!err.contains("secret"), "password leaked: {err}");
+        }
+    }
 }

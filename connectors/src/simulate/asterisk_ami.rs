@@ -18,9 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::info;
 
+use super::accept_loop;
 use crate::protocol::ami::{Banner, Decoder, Message};
 
 /// A connection with no traffic for this long is closed (Asterisk's own `authtimeout`
@@ -112,36 +112,11 @@ pub async fn serve(
         secret,
         started: Instant::now(),
     });
-    let tracker = TaskTracker::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let server = server.clone();
-                    let shutdown = shutdown.clone();
-                    tracker.spawn(async move {
-                        tokio::select! {
-                            result = connection(stream, peer, &server) => {
-                                if let Err(e) = result {
-                                    info!(%peer, "AMI session ended: {e}");
-                                }
-                            }
-                            _ = shutdown.cancelled() => {}
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    warn!("accepting an AMI connection on {local}: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
-    tracker.close();
-    tracker.wait().await;
-    Ok(())
+    accept_loop(listener, shutdown, "asterisk-ami", move |stream, peer| {
+        let server = server.clone();
+        async move { connection(stream, peer, &server).await }
+    })
+    .await
 }
 
 async fn load_secret(options: &Options) -> io::Result<Secret> {

@@ -18,7 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::sap_ni::{accept_loop, drain, invalid, read_some, GARBAGE};
+use super::sap_ni::{invalid, GARBAGE};
+use super::{accept_loop, drain, read_some};
 use crate::protocol::tns::{self, descriptor_value, Accept, Packet, Redirect, Refuse};
 
 /// How the simulator answers connects.

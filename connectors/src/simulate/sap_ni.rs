@@ -5,15 +5,16 @@
 //! Failure modes: `silent` (accept, read, never answer), `garbage` (answer with bytes
 //! that are not NI), `slow` (answer after `--delay-ms`).
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
+
+use super::{accept_loop, drain, read_some};
 
 use crate::protocol::{ni, DecodeError};
 
@@ -88,49 +89,6 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, options: &Options) -> i
     Ok(())
 }
 
-/// Accepts connections until `shutdown`, running `handler` for each in its own task
-/// (also stopped by `shutdown`) and logging how it ended.
-pub(crate) async fn accept_loop<H, F>(
-    listener: TcpListener,
-    shutdown: CancellationToken,
-    kind: &'static str,
-    handler: H,
-) -> io::Result<()>
-where
-    H: Fn(TcpStream, SocketAddr) -> F,
-    F: Future<Output = io::Result<()>> + Send + 'static,
-{
-    let local = listener.local_addr()?;
-    info!(%local, "{kind} simulator listening");
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                warn!("{kind}: accepting a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let connection = handler(stream, peer);
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                result = connection => match result {
-                    Ok(()) => info!(%peer, "{kind}: connection closed"),
-                    Err(e) => info!(%peer, "{kind}: connection ended: {e}"),
-                },
-            }
-        });
-    }
-}
-
 /// Reads one NI frame's payload; `None` when the peer closed or stayed idle for `idle`.
 /// Frames over [`ni::MAX_FRAME`] and non-NI bytes are an `InvalidData` error.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
@@ -150,37 +108,6 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         }
         if !read_some(stream, buf, idle).await? {
             return Ok(None);
-        }
-    }
-}
-
-/// Reads what is available into `buf` (at most 16 KiB at a time); `false` on end of
-/// stream or when nothing arrived within `idle`.
-pub(crate) async fn read_some<R: AsyncRead + Unpin>(
-    stream: &mut R,
-    buf: &mut Vec<u8>,
-    idle: Duration,
-) -> io::Result<bool> {
-    let mut chunk = [0u8; 16 * 1024];
-    match tokio::time::timeout(idle, stream.read(&mut chunk)).await {
-        Err(_) | Ok(Ok(0)) => Ok(false),
-        Ok(Ok(n)) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Ok(true)
-        }
-        Ok(Err(e)) => Err(e),
-    }
-}
-
-/// Reads and discards until the peer closes or stays idle; returns the bytes read.
-pub(crate) async fn drain<R: AsyncRead + Unpin>(stream: &mut R, idle: Duration) -> io::Result<u64> {
-    let mut chunk = [0u8; 16 * 1024];
-    let mut total = 0u64;
-    loop {
-        match tokio::time::timeout(idle, stream.read(&mut chunk)).await {
-            Err(_) | Ok(Ok(0)) => return Ok(total),
-            Ok(Ok(n)) => total += n as u64,
-            Ok(Err(e)) => return Err(e),
         }
     }
 }

@@ -20,7 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::sap_ni::{accept_loop, drain, read_frame, GARBAGE};
+use super::sap_ni::{read_frame, GARBAGE};
+use super::{accept_loop, drain};
 use crate::protocol::ni::{self, rc, RouteError, RouteRequest};
 
 /// How the simulator answers route requests.
