@@ -150,6 +150,8 @@ impl Netns {
     /// Runs `f` on a thread that has entered the namespace: sockets it creates live there
     /// and keep working from any thread afterwards. This is how the test process reaches
     /// a daemon or peer inside the namespace without any address in the root namespace.
+    /// Such sockets hold a reference to the namespace: until they are closed, the kernel
+    /// keeps it (and its veth pairs) alive even after [`Netns`] is dropped.
     pub fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
         in_netns(&self.name, f)
     }
