@@ -57,6 +57,15 @@ impl Daemon {
         Daemon::start_with(DaemonOptions::default(), checks)
     }
 
+    /// Starts a daemon inside `netns`, listening on its 127.0.0.1, with `checks`.
+    pub fn start_in(netns: &crate::Netns, checks: &str) -> Daemon {
+        let options = DaemonOptions {
+            netns: Some(netns.name().to_string()),
+            ..DaemonOptions::default()
+        };
+        Daemon::start_with(options, checks)
+    }
+
     /// Starts a daemon with `options` and `checks` and waits until it logs
     /// `siteward running` (after both listeners logged their bound address).
     pub fn start_with(options: DaemonOptions, checks: &str) -> Daemon {

@@ -230,8 +230,8 @@ fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
-/// Plain HTTP: connects with `connect` (which may open the socket inside a namespace),
-/// sends `request`, returns the response.
+/// Plain HTTP over an already connected `stream` (opened wherever the caller needs, e.g.
+/// inside a namespace) to `addr`: sends `request`, returns the response.
 pub fn plain(stream: TcpStream, addr: SocketAddr, request: &Request<'_>) -> io::Result<Response> {
     let mut stream = stream;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;

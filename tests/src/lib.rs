@@ -31,7 +31,7 @@ pub use netns::Netns;
 pub use process::ChildProcess;
 pub use simulator::Simulator;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -107,25 +107,16 @@ pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
     }
 }
 
-/// A port on 127.0.0.1 that is free for both TCP and UDP right now, for peers that
-/// cannot listen on port 0 and report the port (kamailio, sipp, dnsmasq). Another
-/// process could take it before the peer binds; the peer's readiness check then fails
-/// loudly rather than silently testing something else.
-pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a TCP port");
-        let port = tcp.local_addr().expect("local address").port();
-        if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP on 127.0.0.1")
-}
-
-/// Waits until `addr` accepts a TCP connection (a peer's listener is up).
-pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+/// Waits until `addr` accepts a TCP connection (a peer's listener is up), connecting from
+/// inside `netns` when given.
+pub fn wait_for_tcp(
+    netns: Option<&Netns>,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(), String> {
+    let netns = netns.map(|ns| ns.name().to_string());
     wait_until(timeout, || {
-        TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+        netns::connect(netns.as_deref(), addr, Duration::from_millis(500))
             .ok()
             .map(|_| ())
     })

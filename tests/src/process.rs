@@ -27,6 +27,8 @@ pub struct Lines {
 #[derive(Default)]
 struct LinesState {
     lines: VecDeque<String>,
+    /// Lines dropped from the front to respect [`MAX_LINES`].
+    dropped: usize,
     /// The stream reached end of file (the process closed it or exited).
     closed: bool,
 }
@@ -48,6 +50,7 @@ impl Lines {
                         let mut state = sink.state.lock().unwrap_or_else(|e| e.into_inner());
                         if state.lines.len() == MAX_LINES {
                             state.lines.pop_front();
+                            state.dropped += 1;
                         }
                         state.lines.push_back(line);
                         sink.changed.notify_all();
@@ -87,17 +90,15 @@ impl Lines {
         mut pred: impl FnMut(&str) -> bool,
     ) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
-        let mut seen = 0;
+        // Absolute number of lines already looked at (lines dropped meanwhile included).
+        let mut seen: usize = 0;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            // Lines only move when the buffer is full; rescan then (rare, tests are short).
-            if seen > state.lines.len() {
-                seen = 0;
-            }
-            if let Some(line) = state.lines.iter().skip(seen).find(|l| pred(l)) {
+            let skip = seen.saturating_sub(state.dropped);
+            if let Some(line) = state.lines.iter().skip(skip).find(|l| pred(l)) {
                 return Ok(line.clone());
             }
-            seen = state.lines.len();
+            seen = state.dropped + state.lines.len();
             if state.closed {
                 return Err("the stream closed (the process exited?)".into());
             }
@@ -241,5 +242,27 @@ impl ChildProcess {
 impl Drop for ChildProcess {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_bounded_and_waits_see_new_ones_after_the_cap() {
+        let text: String = (0..MAX_LINES + 5).map(|i| format!("line {i}\n")).collect();
+        let lines = Lines::capture(std::io::Cursor::new(text.into_bytes()));
+        let last = format!("line {}", MAX_LINES + 4);
+        assert_eq!(
+            lines.wait_for(Duration::from_secs(10), |l| l == last),
+            Ok(last.clone())
+        );
+        // The oldest lines were dropped; the stream is closed, so waiting for one fails.
+        assert!(lines
+            .wait_for(Duration::from_secs(10), |l| l == "line 0")
+            .is_err());
+        assert_eq!(lines.all().len(), MAX_LINES);
+        assert_eq!(lines.tail(1), last);
     }
 }

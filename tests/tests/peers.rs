@@ -1,23 +1,31 @@
 //! Checks against real peers installed from Debian: kamailio and SIPp (SIP OPTIONS over
 //! UDP and TCP), dnsmasq (DNS), and a Python HTTPS server (http and tls checks).
-//! Everything listens on 127.0.0.1; fixtures are in tests/fixtures/.
+//! Fixtures are in tests/fixtures/.
+//!
+//! Peers that need a fixed port (kamailio, SIPp, dnsmasq) run with the daemon inside a
+//! namespace of their own, on its 127.0.0.1 and their standard ports: nothing else on the
+//! machine can take the port between choosing it and binding it, or answer in their place.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 use siteward_tests::{
-    fixtures_dir, free_port, wait_for_tcp, ChildProcess, Daemon, TestCert, READY_TIMEOUT,
-    STATE_TIMEOUT,
+    fixtures_dir, wait_for_tcp, ChildProcess, Daemon, Netns, TestCert, READY_TIMEOUT, STATE_TIMEOUT,
 };
 
-/// kamailio answering OPTIONS with 200 on UDP and TCP `port`.
-fn start_kamailio(port: u16) -> ChildProcess {
-    let listen_udp = format!("udp:127.0.0.1:{port}");
-    let listen_tcp = format!("tcp:127.0.0.1:{port}");
+/// Waits until the peer accepts TCP on `port` inside `ns`; panics with its output if not.
+fn wait_for_peer(ns: &Netns, peer: &ChildProcess, port: u16) {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    if let Err(e) = wait_for_tcp(Some(ns), addr, READY_TIMEOUT) {
+        panic!("{}: {e}\n{}", peer.name(), peer.output_tail(30));
+    }
+}
+
+/// kamailio answering OPTIONS with 200 on UDP and TCP 5060 inside `ns`.
+fn start_kamailio(ns: &Netns) -> ChildProcess {
     let config = fixtures_dir().join("kamailio.cfg");
-    let kamailio = ChildProcess::spawn(
+    let kamailio = ns.spawn(
         "kamailio",
         "kamailio",
         [
@@ -26,9 +34,9 @@ fn start_kamailio(port: u16) -> ChildProcess {
             "-DD", // stay in the foreground, still fork the workers
             "-E",  // log to stderr
             "-l",
-            &listen_udp,
+            "udp:127.0.0.1:5060",
             "-l",
-            &listen_tcp,
+            "tcp:127.0.0.1:5060",
             "-m",
             "16",
             "-M",
@@ -37,10 +45,7 @@ fn start_kamailio(port: u16) -> ChildProcess {
     );
     // Sockets are all bound before the workers start, so the TCP one answering means
     // the UDP one is there too.
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    if let Err(e) = wait_for_tcp(addr, READY_TIMEOUT) {
-        panic!("kamailio: {e}\n{}", kamailio.output_tail(30));
-    }
+    wait_for_peer(ns, &kamailio, 5060);
     kamailio
 }
 
@@ -60,14 +65,15 @@ fn detail(check: &Value) -> &str {
 
 #[test]
 fn sip_options_to_kamailio_over_udp_and_tcp() {
-    let port = free_port();
-    let _kamailio = start_kamailio(port);
-    let daemon = Daemon::start(&format!(
+    let ns = Netns::new();
+    let _kamailio = start_kamailio(&ns);
+    let daemon = Daemon::start_in(
+        &ns,
         r#"
 [[checks]]
 name = "pbx-udp"
 kind = "sip-options"
-target = "127.0.0.1:{port}"
+target = "127.0.0.1"
 transport = "udp"
 interval = "500ms"
 timeout = "400ms"
@@ -75,12 +81,12 @@ timeout = "400ms"
 [[checks]]
 name = "pbx-tcp"
 kind = "sip-options"
-target = "127.0.0.1:{port}"
+target = "127.0.0.1:5060"
 transport = "tcp"
 interval = "500ms"
 timeout = "400ms"
-"#
-    ));
+"#,
+    );
     let token = daemon.create_token("ops");
     for name in ["pbx-udp", "pbx-tcp"] {
         let check = wait_state(&daemon, &token, name, "up", "ok");
@@ -93,35 +99,36 @@ timeout = "400ms"
 
 #[test]
 fn sip_options_answered_503_by_sipp_is_down_with_bad_status() {
-    let port = free_port();
+    let ns = Netns::new();
     let dir = tempfile::tempdir().unwrap();
     let scenario = fixtures_dir().join("sipp-options-503.xml");
-    let mut command = Command::new("sipp");
+    let mut command = ns.command("sipp");
     command
         .args(["-sf", scenario.to_str().unwrap()])
-        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-i", "127.0.0.1", "-p", "5060"])
         .args(["-t", "u1", "-nostdin"])
         .current_dir(dir.path());
     let _sipp = ChildProcess::spawn_command("sipp", command);
 
-    let daemon = Daemon::start(&format!(
+    let daemon = Daemon::start_in(
+        &ns,
         r#"
 [[checks]]
 name = "pbx-503"
 kind = "sip-options"
-target = "127.0.0.1:{port}"
+target = "127.0.0.1:5060"
 interval = "500ms"
 timeout = "400ms"
 
 [[checks]]
 name = "pbx-any"
 kind = "sip-options"
-target = "127.0.0.1:{port}"
+target = "127.0.0.1:5060"
 accept_any_status = true
 interval = "500ms"
 timeout = "400ms"
-"#
-    ));
+"#,
+    );
     let token = daemon.create_token("ops");
     // SIPp needs a moment to bind; until then the check fails otherwise (refused), so
     // waiting for this exact reason waits for SIPp too.
@@ -136,9 +143,8 @@ timeout = "400ms"
 
 #[test]
 fn dns_against_dnsmasq() {
-    let port = free_port();
-    let port_arg = port.to_string();
-    let dnsmasq = ChildProcess::spawn(
+    let ns = Netns::new();
+    let dnsmasq = ns.spawn(
         "dnsmasq",
         "dnsmasq",
         [
@@ -151,22 +157,19 @@ fn dns_against_dnsmasq() {
             "--log-queries",
             "--bind-interfaces",
             "--listen-address=127.0.0.1",
-            "--port",
-            &port_arg,
+            "--port=53",
             "--host-record=db.test,192.0.2.10",
         ],
     );
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    if let Err(e) = wait_for_tcp(addr, READY_TIMEOUT) {
-        panic!("dnsmasq: {e}\n{}", dnsmasq.output_tail(30));
-    }
+    wait_for_peer(&ns, &dnsmasq, 53);
 
-    let daemon = Daemon::start(&format!(
+    let daemon = Daemon::start_in(
+        &ns,
         r#"
 [[checks]]
 name = "dns-udp"
 kind = "dns"
-target = "127.0.0.1:{port}"
+target = "127.0.0.1"
 query = "db.test"
 expect_answer = ["192.0.2.10"]
 interval = "300ms"
@@ -174,7 +177,7 @@ interval = "300ms"
 [[checks]]
 name = "dns-tcp"
 kind = "dns"
-target = "127.0.0.1:{port}"
+target = "127.0.0.1"
 query = "db.test"
 record_type = "A"
 transport = "tcp"
@@ -183,7 +186,7 @@ interval = "300ms"
 [[checks]]
 name = "dns-moved"
 kind = "dns"
-target = "127.0.0.1:{port}"
+target = "127.0.0.1"
 query = "db.test"
 expect_answer = ["192.0.2.99"]
 interval = "300ms"
@@ -191,11 +194,11 @@ interval = "300ms"
 [[checks]]
 name = "dns-missing"
 kind = "dns"
-target = "127.0.0.1:{port}"
+target = "127.0.0.1"
 query = "nothing.test"
 interval = "300ms"
-"#
-    ));
+"#,
+    );
     let token = daemon.create_token("ops");
     for name in ["dns-udp", "dns-tcp"] {
         let check = wait_state(&daemon, &token, name, "up", "ok");
