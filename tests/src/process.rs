@@ -82,6 +82,17 @@ impl Lines {
             .join("\n")
     }
 
+    /// Waits until the stream has ended (every line written is then captured); false if
+    /// it is still open after `timeout`.
+    pub fn wait_closed(&self, timeout: Duration) -> bool {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, timeout, |s| !s.closed)
+            .unwrap_or_else(|e| e.into_inner());
+        state.closed
+    }
+
     /// Waits until a line satisfies `pred` and returns it; `Err` with the reason if the
     /// stream closes first or `timeout` passes. Lines already captured count.
     pub fn wait_for(

@@ -64,7 +64,14 @@ fn a_namespace_has_its_own_network_and_goes_away_with_its_links() {
 
     let sleeper = a.spawn("sleep", "sleep", ["300"]);
     let pid = sleeper.pid();
-    assert!(a.pids().contains(&pid));
+    // `ip netns exec` enters the namespace just after it starts: a bounded wait.
+    let inside =
+        siteward_tests::wait_until(READY_TIMEOUT, || a.pids().contains(&pid).then_some(()));
+    assert!(
+        inside.is_some(),
+        "sleep never showed up inside {}",
+        a.name()
+    );
     let name = a.name().to_string();
     drop(a);
     assert!(!Path::new("/run/netns").join(&name).exists());
@@ -95,6 +102,7 @@ fn a_private_run_directory_hides_the_real_one() {
     assert!(run.path().join(&marker).exists());
     assert!(!Path::new("/run").join(&marker).exists());
     // Inside, /run showed only the private directory's content.
+    assert!(child.stdout().wait_closed(READY_TIMEOUT));
     assert_eq!(child.stdout().all(), vec![marker]);
 }
 
