@@ -250,7 +250,7 @@ fn sigterm_exits_zero_while_checks_run() {
 /// is short, so several daemons are tried; each must survive and reload.
 #[test]
 fn sighup_right_after_readiness_reloads() {
-    for attempt in 0..8 {
+    for attempt in 0..20 {
         let mut daemon = Daemon::start("");
         daemon.sighup();
         let survived = siteward_tests::wait_until(STATE_TIMEOUT, || {
