@@ -106,9 +106,7 @@ impl ProbeEnv<'_> {
                     let _ = stream.set_nodelay(true);
                     return Ok(stream);
                 }
-                Ok(Err(e)) => {
-                    last = Some(Failure::from(e).context(&format!("connecting to {addr}")))
-                }
+                Ok(Err(e)) => last = Some(connect_failure(e, addr)),
             }
         }
         Err(last.unwrap_or_else(|| {
@@ -127,9 +125,22 @@ impl ProbeEnv<'_> {
         socket
             .connect(addr)
             .await
-            .map_err(|e| Failure::from(e).context(&format!("connecting UDP to {addr}")))?;
+            .map_err(|e| connect_failure(e, addr).context("UDP"))?;
         Ok((socket, addr))
     }
+}
+
+/// A failed `connect()` to `addr`. Linux answers EINVAL when the route to the address is a
+/// `blackhole` one: the target is unreachable from here, not a local I/O problem.
+pub fn connect_failure(e: io::Error, addr: SocketAddr) -> Failure {
+    const EINVAL: i32 = 22;
+    if e.raw_os_error() == Some(EINVAL) {
+        return Failure::new(
+            Reason::Unreachable,
+            format!("connecting to {addr}: no route (blackhole route?): {e}"),
+        );
+    }
+    Failure::from(e).context(&format!("connecting to {addr}"))
 }
 
 /// A bind failure is a configuration or host problem, not the target's.

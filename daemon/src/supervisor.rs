@@ -24,6 +24,11 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
+    // First of all: a signal's default action would kill the process, and an operator or
+    // systemd may send one as soon as the process exists.
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let state_dir = &config.appliance.state_dir;
     ensure_private_dir(state_dir).context("preparing the state directory")?;
     let tls = admin::tls::server_config(&config).context("preparing the admin API certificate")?;
@@ -68,9 +73,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         "siteward running"
     );
 
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut running = config;
     loop {
         tokio::select! {

@@ -141,9 +141,7 @@ fn open_socket(target: IpAddr, env: &ProbeEnv<'_>) -> Result<Socket, Failure> {
         .map_err(placement_failure)?;
     socket
         .connect(&SocketAddr::new(target, 0).into())
-        .map_err(|e| {
-            Failure::from(e).context(&format!("connecting the ICMP socket to {target}"))
-        })?;
+        .map_err(|e| crate::net::connect_failure(e, SocketAddr::new(target, 0)).context("ICMP"))?;
     Ok(socket)
 }
 
