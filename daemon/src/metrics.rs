@@ -1,6 +1,6 @@
 //! `GET /metrics` on the plain-HTTP metrics listener, in the Prometheus text format 0.0.4.
 //!
-//! Series are rendered at scrape time from live state (the engine's snapshot), not kept in
+//! Series are rendered at scrape time from live state (the engine's counters), not kept in
 //! a metrics registry: a check removed by a reload then disappears from the next scrape
 //! instead of lingering as a stale `siteward_check_up 0` that would page someone.
 
@@ -99,7 +99,7 @@ pub fn render(engine: &Engine, stats: &DaemonStats) -> String {
 }
 
 fn render_checks(out: &mut Exposition, engine: &Engine) {
-    let checks = engine.snapshot();
+    let checks = engine.metrics();
 
     out.family(
         "siteward_check_up",
@@ -107,7 +107,7 @@ fn render_checks(out: &mut Exposition, engine: &Engine) {
         "1 if the check is up, 0 if down, after rise/fall; absent until the state is known.",
     );
     for s in &checks {
-        let value = match s.state.status {
+        let value = match s.status {
             Status::Up => 1.0,
             Status::Down => 0.0,
             Status::Unknown => continue,
@@ -126,7 +126,7 @@ fn render_checks(out: &mut Exposition, engine: &Engine) {
     );
     for s in &checks {
         for reason in Reason::ALL {
-            let count = s.state.runs[reason.index()];
+            let count = s.counters.runs[reason.index()];
             if count > 0 {
                 out.sample(
                     "siteward_check_runs_total",
@@ -150,7 +150,7 @@ fn render_checks(out: &mut Exposition, engine: &Engine) {
         out.histogram(
             "siteward_check_duration_seconds",
             &[("check", &s.check.name), ("kind", s.check.probe.kind())],
-            &s.state.duration,
+            &s.counters.duration,
         );
     }
 
@@ -160,7 +160,7 @@ fn render_checks(out: &mut Exposition, engine: &Engine) {
         "notAfter of the certificate the peer presented (Unix time).",
     );
     for s in &checks {
-        if let Some(not_after) = s.state.tls_not_after {
+        if let Some(not_after) = s.counters.tls_not_after {
             out.sample(
                 "siteward_check_tls_cert_expiry_timestamp_seconds",
                 &[("check", &s.check.name), ("kind", s.check.probe.kind())],

@@ -3,14 +3,14 @@
 //! Each task runs its probe every `interval` (first run spread over the interval by a
 //! hash of the name, so 1,000 checks do not fire at once), applies rise/fall, and records
 //! the outcome in the check's [`CheckState`]. The daemon reads [`Engine::snapshot`] for the
-//! API and `/metrics`, asks for a run with [`Engine::run_now`], and on reload hands the new
+//! API and [`Engine::metrics`] for `/metrics`, asks for a run with [`Engine::run_now`], and on reload hands the new
 //! list to [`Engine::apply`], which restarts only what changed.
 
 mod histogram;
 mod state;
 
 pub use histogram::{Histogram, DURATION_BUCKETS, LATENESS_BUCKETS};
-pub use state::{CheckState, Status, HISTORY_LEN};
+pub use state::{CheckCounters, CheckState, Status, HISTORY_LEN};
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -40,6 +40,14 @@ struct Runtime {
 pub struct CheckSnapshot {
     pub check: Arc<Check>,
     pub state: CheckState,
+}
+
+/// What `/metrics` renders of one check: its status and counters, without the history.
+#[derive(Debug, Clone)]
+pub struct CheckMetrics {
+    pub check: Arc<Check>,
+    pub status: Status,
+    pub counters: CheckCounters,
 }
 
 /// What [`Engine::apply`] did.
@@ -126,6 +134,23 @@ impl Engine {
     pub fn snapshot(&self) -> Vec<CheckSnapshot> {
         let running = self.checks.read().unwrap_or_else(|e| e.into_inner());
         running.iter().map(|rt| rt.snapshot()).collect()
+    }
+
+    /// Every check's status and counters, in configuration order (cheaper than
+    /// [`Engine::snapshot`], which copies the history too).
+    pub fn metrics(&self) -> Vec<CheckMetrics> {
+        let running = self.checks.read().unwrap_or_else(|e| e.into_inner());
+        running
+            .iter()
+            .map(|rt| {
+                let state = rt.state.lock().unwrap_or_else(|e| e.into_inner());
+                CheckMetrics {
+                    check: rt.check.clone(),
+                    status: state.status,
+                    counters: state.counters.clone(),
+                }
+            })
+            .collect()
     }
 
     /// One check's configuration and state.
@@ -237,7 +262,9 @@ async fn schedule(
 async fn run_cancellable(rt: &Runtime, resolver: &Resolver) -> Option<Outcome> {
     tokio::select! {
         _ = rt.cancel.cancelled() => None,
-        outcome = probes::run(&rt.check, resolver) => Some(outcome),
+        // Boxed: the probe's state machine (the largest kind's, kilobytes) lives only while
+        // it runs, instead of in every check's task for its whole life.
+        outcome = Box::pin(probes::run(&rt.check, resolver)) => Some(outcome),
     }
 }
 
@@ -301,6 +328,19 @@ mod tests {
         let i = Duration::from_secs(10);
         assert_eq!(spread("a", i), spread("a", i));
         assert!(spread("b", i) < i);
+    }
+
+    /// Every check's task lives as long as the check: its future must not carry the
+    /// largest probe's state machine (kilobytes, times 1,000 checks).
+    #[tokio::test]
+    async fn check_task_stays_small() {
+        let engine = Engine::new(Resolver::from_system().unwrap());
+        let rt = engine.start(tcp_check("a", 1, 60_000));
+        let (_tx, rx) = mpsc::channel(1);
+        let task = schedule(rt, engine.resolver.clone(), engine.lateness.clone(), rx);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1024, "the check task's future is {size} bytes");
+        engine.shutdown().await;
     }
 
     #[tokio::test]

@@ -38,10 +38,28 @@ pub struct CheckState {
     pub last: Option<Outcome>,
     /// Newest last.
     pub history: VecDeque<Outcome>,
+    pub counters: CheckCounters,
+}
+
+/// The cumulative part of a check's state: all `/metrics` needs beside the status, and
+/// small enough to copy for every check at every scrape.
+#[derive(Debug, Clone)]
+pub struct CheckCounters {
     /// Runs per [`Reason`], indexed by [`Reason::index`].
     pub runs: [u64; Reason::ALL.len()],
     pub duration: Histogram,
+    /// notAfter of the last certificate a peer presented (Unix time).
     pub tls_not_after: Option<i64>,
+}
+
+impl Default for CheckCounters {
+    fn default() -> Self {
+        CheckCounters {
+            runs: [0; Reason::ALL.len()],
+            duration: Histogram::new(DURATION_BUCKETS),
+            tls_not_after: None,
+        }
+    }
 }
 
 impl Default for CheckState {
@@ -53,9 +71,7 @@ impl Default for CheckState {
             consecutive_failures: 0,
             last: None,
             history: VecDeque::with_capacity(HISTORY_LEN),
-            runs: [0; Reason::ALL.len()],
-            duration: Histogram::new(DURATION_BUCKETS),
-            tls_not_after: None,
+            counters: CheckCounters::default(),
         }
     }
 }
@@ -71,10 +87,11 @@ impl CheckState {
             }
             outcome.detail.truncate(cut);
         }
-        self.runs[outcome.reason.index()] += 1;
-        self.duration.observe(outcome.duration.as_secs_f64());
+        let counters = &mut self.counters;
+        counters.runs[outcome.reason.index()] += 1;
+        counters.duration.observe(outcome.duration.as_secs_f64());
         if outcome.tls_not_after.is_some() {
-            self.tls_not_after = outcome.tls_not_after;
+            counters.tls_not_after = outcome.tls_not_after;
         }
 
         let before = self.status;
@@ -139,9 +156,9 @@ mod tests {
             s.record(&outcome(Reason::Refused), 2, 3),
             Some((Status::Up, Status::Down))
         );
-        assert_eq!(s.runs[Reason::Ok.index()], 3);
-        assert_eq!(s.runs[Reason::Refused.index()], 3);
-        assert_eq!(s.duration.count(), 8);
+        assert_eq!(s.counters.runs[Reason::Ok.index()], 3);
+        assert_eq!(s.counters.runs[Reason::Refused.index()], 3);
+        assert_eq!(s.counters.duration.count(), 8);
     }
 
     #[test]

@@ -181,6 +181,7 @@ impl From<&CheckSnapshot> for CheckView {
             last: s.state.last.as_ref().map(RunView::from),
             tls_cert_not_after: s
                 .state
+                .counters
                 .tls_not_after
                 .and_then(|t| u64::try_from(t).ok())
                 .map(|t| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(t))),
