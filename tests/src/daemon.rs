@@ -353,6 +353,29 @@ impl Daemon {
             )
         })
     }
+
+    /// Waits until check `name` is in `state` (`up`, `down`, `unknown`) and its last run
+    /// ended with `reason`; returns the check's JSON.
+    pub fn wait_for_check_state(
+        &self,
+        token: &str,
+        name: &str,
+        state: &str,
+        reason: &str,
+    ) -> Value {
+        self.wait_for_check(
+            token,
+            name,
+            crate::STATE_TIMEOUT,
+            &format!("is {state} with {reason}"),
+            |c| c["state"] == state && c["last"]["reason"] == reason,
+        )
+    }
+}
+
+/// The detail text of a check's last run (from the API's JSON), or "".
+pub fn last_detail(check: &Value) -> &str {
+    check["last"]["detail"].as_str().unwrap_or_default()
 }
 
 /// The JSON object on a log line, if it is one.

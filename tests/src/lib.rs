@@ -25,7 +25,7 @@ pub mod netns;
 pub mod process;
 pub mod simulator;
 
-pub use daemon::{json_line, Daemon, DaemonOptions};
+pub use daemon::{json_line, last_detail, Daemon, DaemonOptions};
 pub use metrics::Scrape;
 pub use netns::Netns;
 pub use process::ChildProcess;

@@ -9,9 +9,9 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use serde_json::Value;
 use siteward_tests::{
-    fixtures_dir, wait_for_tcp, ChildProcess, Daemon, Netns, TestCert, READY_TIMEOUT, STATE_TIMEOUT,
+    fixtures_dir, last_detail, wait_for_tcp, ChildProcess, Daemon, Netns, TestCert, READY_TIMEOUT,
+    STATE_TIMEOUT,
 };
 
 /// Waits until the peer accepts TCP on `port` inside `ns`; panics with its output if not.
@@ -49,20 +49,6 @@ fn start_kamailio(ns: &Netns) -> ChildProcess {
     kamailio
 }
 
-fn wait_state(daemon: &Daemon, token: &str, name: &str, state: &str, reason: &str) -> Value {
-    daemon.wait_for_check(
-        token,
-        name,
-        STATE_TIMEOUT,
-        &format!("is {state} with {reason}"),
-        |c| c["state"] == state && c["last"]["reason"] == reason,
-    )
-}
-
-fn detail(check: &Value) -> &str {
-    check["last"]["detail"].as_str().unwrap_or_default()
-}
-
 #[test]
 fn sip_options_to_kamailio_over_udp_and_tcp() {
     let ns = Netns::new();
@@ -89,8 +75,8 @@ timeout = "400ms"
     );
     let token = daemon.create_token("ops");
     for name in ["pbx-udp", "pbx-tcp"] {
-        let check = wait_state(&daemon, &token, name, "up", "ok");
-        assert!(detail(&check).contains("200"), "{check:#}");
+        let check = daemon.wait_for_check_state(&token, name, "up", "ok");
+        assert!(last_detail(&check).contains("200"), "{check:#}");
     }
     let scrape = daemon.scrape();
     assert_eq!(scrape.check_up("pbx-udp"), Some(true));
@@ -132,10 +118,10 @@ timeout = "400ms"
     let token = daemon.create_token("ops");
     // SIPp needs a moment to bind; until then the check fails otherwise (refused), so
     // waiting for this exact reason waits for SIPp too.
-    let check = wait_state(&daemon, &token, "pbx-503", "down", "bad_status");
-    assert!(detail(&check).contains("503"), "{check:#}");
-    let check = wait_state(&daemon, &token, "pbx-any", "up", "ok");
-    assert!(detail(&check).contains("503"), "{check:#}");
+    let check = daemon.wait_for_check_state(&token, "pbx-503", "down", "bad_status");
+    assert!(last_detail(&check).contains("503"), "{check:#}");
+    let check = daemon.wait_for_check_state(&token, "pbx-any", "up", "ok");
+    assert!(last_detail(&check).contains("503"), "{check:#}");
     let scrape = daemon.scrape();
     assert_eq!(scrape.check_up("pbx-503"), Some(false));
     assert!(scrape.runs("pbx-503", "bad_status") >= 1);
@@ -201,16 +187,16 @@ interval = "300ms"
     );
     let token = daemon.create_token("ops");
     for name in ["dns-udp", "dns-tcp"] {
-        let check = wait_state(&daemon, &token, name, "up", "ok");
-        assert!(detail(&check).contains("192.0.2.10"), "{check:#}");
+        let check = daemon.wait_for_check_state(&token, name, "up", "ok");
+        assert!(last_detail(&check).contains("192.0.2.10"), "{check:#}");
     }
-    let check = wait_state(&daemon, &token, "dns-moved", "down", "bad_response");
+    let check = daemon.wait_for_check_state(&token, "dns-moved", "down", "bad_response");
     assert!(
-        detail(&check).contains("192.0.2.10") && detail(&check).contains("192.0.2.99"),
+        last_detail(&check).contains("192.0.2.10") && last_detail(&check).contains("192.0.2.99"),
         "the detail names what was found and what was expected: {check:#}"
     );
-    let check = wait_state(&daemon, &token, "dns-missing", "down", "bad_status");
-    assert!(!detail(&check).is_empty(), "{check:#}");
+    let check = daemon.wait_for_check_state(&token, "dns-missing", "down", "bad_status");
+    assert!(!last_detail(&check).is_empty(), "{check:#}");
 }
 
 /// The Python HTTPS server of the fixtures, serving `cert`; returns it and its port.
@@ -282,16 +268,16 @@ interval = "300ms"
     ));
     let token = daemon.create_token("ops");
 
-    let check = wait_state(&daemon, &token, "web", "up", "ok");
-    assert!(detail(&check).contains("200"), "{check:#}");
-    let check = wait_state(&daemon, &token, "web-draining", "down", "bad_status");
-    assert!(detail(&check).contains("503"), "{check:#}");
-    wait_state(&daemon, &token, "web-untrusted", "down", "tls_error");
-    let check = wait_state(&daemon, &token, "cert", "up", "ok");
+    let check = daemon.wait_for_check_state(&token, "web", "up", "ok");
+    assert!(last_detail(&check).contains("200"), "{check:#}");
+    let check = daemon.wait_for_check_state(&token, "web-draining", "down", "bad_status");
+    assert!(last_detail(&check).contains("503"), "{check:#}");
+    daemon.wait_for_check_state(&token, "web-untrusted", "down", "tls_error");
+    let check = daemon.wait_for_check_state(&token, "cert", "up", "ok");
     assert!(check["tls_cert_not_after"]
         .as_str()
         .is_some_and(|t| t.starts_with("2031-05-17T00:00:00")));
-    wait_state(&daemon, &token, "cert-wrong-name", "down", "tls_error");
+    daemon.wait_for_check_state(&token, "cert-wrong-name", "down", "tls_error");
 
     let scrape = daemon.scrape();
     assert_eq!(
@@ -336,8 +322,8 @@ interval = "300ms"
     ));
     daemon.sighup();
     daemon.wait_for_log(STATE_TIMEOUT, |r| r["message"] == "configuration reloaded");
-    wait_state(&daemon, &token, "own-api", "up", "ok");
-    wait_state(&daemon, &token, "own-api-cert", "up", "ok");
+    daemon.wait_for_check_state(&token, "own-api", "up", "ok");
+    daemon.wait_for_check_state(&token, "own-api-cert", "up", "ok");
     let expiry = daemon
         .scrape()
         .get(

@@ -1,22 +1,7 @@
 //! Checks against the protocol simulators (`siteward simulate ...`) started as separate
 //! processes, as an operator would use them to test a firewall path.
 
-use serde_json::Value;
-use siteward_tests::{Daemon, Simulator, STATE_TIMEOUT};
-
-fn wait_state(daemon: &Daemon, token: &str, name: &str, state: &str, reason: &str) -> Value {
-    daemon.wait_for_check(
-        token,
-        name,
-        STATE_TIMEOUT,
-        &format!("is {state} with {reason}"),
-        |c| c["state"] == state && c["last"]["reason"] == reason,
-    )
-}
-
-fn detail(check: &Value) -> &str {
-    check["last"]["detail"].as_str().unwrap_or_default()
-}
+use siteward_tests::{last_detail, Daemon, Simulator};
 
 fn check(name: &str, kind: &str, target: &str, extra: &str) -> String {
     format!(
@@ -50,13 +35,13 @@ fn oracle_tns_listener() {
         .concat(),
     );
     let token = daemon.create_token("ops");
-    wait_state(&daemon, &token, "ping", "up", "ok");
-    wait_state(&daemon, &token, "service", "up", "ok");
-    let c = wait_state(&daemon, &token, "unknown-service", "down", "tns_refused");
-    assert!(detail(&c).contains("ERR=12514"), "{c:#}");
-    let c = wait_state(&daemon, &token, "refusing", "down", "tns_refused");
-    assert!(detail(&c).contains("12519"), "{c:#}");
-    wait_state(&daemon, &token, "garbage", "down", "bad_response");
+    daemon.wait_for_check_state(&token, "ping", "up", "ok");
+    daemon.wait_for_check_state(&token, "service", "up", "ok");
+    let c = daemon.wait_for_check_state(&token, "unknown-service", "down", "tns_refused");
+    assert!(last_detail(&c).contains("ERR=12514"), "{c:#}");
+    let c = daemon.wait_for_check_state(&token, "refusing", "down", "tns_refused");
+    assert!(last_detail(&c).contains("12519"), "{c:#}");
+    daemon.wait_for_check_state(&token, "garbage", "down", "bad_response");
     let scrape = daemon.scrape();
     assert_eq!(scrape.check_up("service"), Some(true));
     assert!(scrape.runs("unknown-service", "tns_refused") >= 1);
@@ -76,9 +61,9 @@ fn sap_ni_peer() {
         .concat(),
     );
     let token = daemon.create_token("ops");
-    wait_state(&daemon, &token, "gateway", "up", "ok");
-    wait_state(&daemon, &token, "silent", "down", "no_answer");
-    wait_state(&daemon, &token, "garbage", "down", "bad_response");
+    daemon.wait_for_check_state(&token, "gateway", "up", "ok");
+    daemon.wait_for_check_state(&token, "silent", "down", "no_answer");
+    daemon.wait_for_check_state(&token, "garbage", "down", "bad_response");
 }
 
 #[test]
@@ -108,12 +93,12 @@ fn saprouter_routes_and_refusals() {
         .concat(),
     );
     let token = daemon.create_token("ops");
-    wait_state(&daemon, &token, "route", "up", "ok");
-    let c = wait_state(&daemon, &token, "denied", "down", "route_error");
-    assert!(detail(&c).contains("-94"), "{c:#}");
-    wait_state(&daemon, &token, "with-password", "up", "ok");
-    let c = wait_state(&daemon, &token, "wrong-password", "down", "route_error");
-    assert!(detail(&c).contains("-94"), "{c:#}");
+    daemon.wait_for_check_state(&token, "route", "up", "ok");
+    let c = daemon.wait_for_check_state(&token, "denied", "down", "route_error");
+    assert!(last_detail(&c).contains("-94"), "{c:#}");
+    daemon.wait_for_check_state(&token, "with-password", "up", "ok");
+    let c = daemon.wait_for_check_state(&token, "wrong-password", "down", "route_error");
+    assert!(last_detail(&c).contains("-94"), "{c:#}");
 
     // The route password stays out of the API and the logs.
     let everything = format!("{}\n{}", daemon.checks(&token), daemon.logs().join("\n"));
@@ -156,10 +141,10 @@ fn asterisk_ami_login() {
         .concat(),
     );
     let token = daemon.create_token("ops");
-    let c = wait_state(&daemon, &token, "pbx", "up", "ok");
-    assert!(!detail(&c).is_empty());
-    let c = wait_state(&daemon, &token, "pbx-wrong-secret", "down", "auth_failed");
-    assert!(detail(&c).contains("monitor"), "{c:#}");
+    let c = daemon.wait_for_check_state(&token, "pbx", "up", "ok");
+    assert!(!last_detail(&c).is_empty());
+    let c = daemon.wait_for_check_state(&token, "pbx-wrong-secret", "down", "auth_failed");
+    assert!(last_detail(&c).contains("monitor"), "{c:#}");
     let everything = format!(
         "{}\n{}\n{}",
         daemon.checks(&token),

@@ -218,6 +218,7 @@ impl Session<'_> {
 mod tests {
     use super::*;
     use crate::net::Resolver;
+    use crate::probes::testing::{closed_port, TestEnv};
     use crate::simulate::asterisk_ami::{serve, Mode, Options};
     use siteward_config::{Check, Host, HostPort, Placement, Probe, Secret};
     use tokio::io::AsyncReadExt;
@@ -270,14 +271,7 @@ mod tests {
     }
 
     async fn run_probe(p: &AsteriskAmiProbe, timeout_ms: u64) -> ProbeResult {
-        let resolver = Resolver::from_system().unwrap();
-        let placement = Placement::default();
-        let env = ProbeEnv {
-            resolver: &resolver,
-            placement: &placement,
-            deadline: Instant::now() + Duration::from_millis(timeout_ms),
-        };
-        probe(p, &env).await
+        probe(p, &TestEnv::new(timeout_ms).env()).await
     }
 
     fn assert_no_secret(text: &str) {
@@ -354,9 +348,7 @@ mod tests {
 
     #[tokio::test]
     async fn closed_port_is_refused() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
+        let port = closed_port().await;
         let failure = run_probe(&ami(port, SECRET), 1000).await.unwrap_err();
         assert_eq!(failure.reason, Reason::Refused, "{}", failure.detail);
     }

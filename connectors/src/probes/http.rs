@@ -363,6 +363,7 @@ mod tests {
     use super::super::tls_client::test_support::{pki, serve};
     use super::*;
     use crate::net::Resolver;
+    use crate::probes::testing::closed_port;
     use crate::Outcome;
 
     fn http_probe(url: &str) -> HttpProbe {
@@ -578,10 +579,8 @@ mod tests {
 
     #[tokio::test]
     async fn closed_port_is_refused() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
-        let outcome = run(http_probe(&format!("http://{addr}/")), 2000).await;
+        let port = closed_port().await;
+        let outcome = run(http_probe(&format!("http://127.0.0.1:{port}/")), 2000).await;
         assert_eq!(outcome.reason, Reason::Refused, "{}", outcome.detail);
     }
 

@@ -17,6 +17,8 @@ pub mod sap_ni;
 pub mod saprouter;
 pub mod sip_options;
 pub mod tcp;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 mod tls_client;
 

@@ -205,7 +205,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::probes::sap_ni::tests::{check, closed_port, local, run};
+    use crate::probes::testing::{check, closed_port, local, run};
     use crate::simulate::oracle_tns::{serve, Mode, Options};
     use crate::Outcome;
 

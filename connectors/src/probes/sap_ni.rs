@@ -140,43 +140,14 @@ pub(crate) fn route_error(payload: &[u8]) -> Failure {
 pub(crate) mod tests {
     use std::net::SocketAddr;
 
-    use siteward_config::{Check, Host, HostPort, Placement, Probe};
+    use siteward_config::Probe;
     use tokio::net::TcpListener;
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::net::Resolver;
+    use crate::probes::testing::{check, closed_port, local, run};
     use crate::simulate::sap_ni::{serve, Mode, Options};
     use crate::Outcome;
-
-    pub(crate) fn local(port: u16) -> HostPort {
-        HostPort {
-            host: Host::Ip("127.0.0.1".parse().unwrap()),
-            port,
-        }
-    }
-
-    pub(crate) fn check(probe: Probe, timeout_ms: u64) -> Check {
-        Check {
-            name: "t".into(),
-            interval: Duration::from_secs(60),
-            timeout: Duration::from_millis(timeout_ms),
-            rise: 1,
-            fall: 1,
-            placement: Placement::default(),
-            probe,
-        }
-    }
-
-    pub(crate) async fn run(check: &Check) -> Outcome {
-        crate::probes::run(check, &Resolver::from_system().unwrap()).await
-    }
-
-    /// A port nothing listens on.
-    pub(crate) async fn closed_port() -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        listener.local_addr().unwrap().port()
-    }
 
     pub(crate) async fn start_ni(mode: Mode, token: &CancellationToken) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -133,7 +133,8 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::probes::sap_ni::tests::{check, closed_port, local, run, start_ni};
+    use crate::probes::sap_ni::tests::start_ni;
+    use crate::probes::testing::{check, closed_port, local, run};
     use crate::simulate::sap_ni::Mode as NiMode;
     use crate::simulate::saprouter::{serve, Mode, Options};
     use crate::Outcome;

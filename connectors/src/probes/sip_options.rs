@@ -307,6 +307,7 @@ fn conclude(
 mod tests {
     use super::*;
     use crate::net::Resolver;
+    use crate::probes::testing::TestEnv;
     use siteward_config::{Check, Placement, Probe};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
@@ -450,14 +451,7 @@ mod tests {
     }
 
     async fn run_probe(p: &SipOptionsProbe, timeout_ms: u64) -> ProbeResult {
-        let resolver = Resolver::from_system().unwrap();
-        let placement = Placement::default();
-        let env = ProbeEnv {
-            resolver: &resolver,
-            placement: &placement,
-            deadline: Instant::now() + Duration::from_millis(timeout_ms),
-        };
-        probe(p, &env).await
+        probe(p, &TestEnv::new(timeout_ms).env()).await
     }
 
     fn ok_script(answers: Vec<(u16, &'static str)>) -> Script {

@@ -42,6 +42,7 @@ mod tests {
 
     use super::super::tls_client::test_support::{pki, serve};
     use crate::net::Resolver;
+    use crate::probes::testing::closed_port;
     use crate::{Outcome, Reason};
 
     fn check(port: u16, server_name: Option<&str>, trust: TlsTrust) -> Check {
@@ -177,9 +178,7 @@ mod tests {
 
     #[tokio::test]
     async fn closed_port_is_refused() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
+        let port = closed_port().await;
         let outcome = run(&check(port, None, TlsTrust::InsecureSkipVerify)).await;
         assert_eq!(outcome.reason, Reason::Refused, "{}", outcome.detail);
     }
