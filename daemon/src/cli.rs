@@ -1,4 +1,4 @@
-//! The command line: `siteward run | check-config | token | simulate`.
+//! The command line: `siteward run | check-config | token | wg | simulate`.
 
 use std::path::PathBuf;
 
@@ -24,6 +24,12 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Manage the bearer tokens of the admin API.
     Token(TokenArgs),
+    /// WireGuard keys: `genkey` prints a new private key, `pubkey` reads one on stdin and
+    /// prints its public key (both base64, like `wg`).
+    Wg {
+        #[command(subcommand)]
+        action: WgAction,
+    },
     /// Serve a protocol simulator (for tests, and for checking a firewall path like `niping -s`).
     Simulate(crate::commands::simulate::SimulateArgs),
 }
@@ -79,4 +85,12 @@ pub enum TokenAction {
     List,
     /// Revoke a token by name.
     Revoke { name: String },
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum WgAction {
+    /// Print a new private key (base64).
+    Genkey,
+    /// Read a private key on standard input, print its public key.
+    Pubkey,
 }

@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use siteward_connectors::engine::{Engine, Histogram, Status};
 use siteward_connectors::Reason;
+use siteward_netstack::{TunnelStatus, Tunnels};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +32,7 @@ pub struct DaemonStats {
 
 pub struct MetricsState {
     pub engine: Arc<Engine>,
+    pub tunnels: Arc<Tunnels>,
     pub stats: Arc<DaemonStats>,
 }
 
@@ -49,12 +51,13 @@ pub async fn serve(
 }
 
 async fn scrape(State(state): State<Arc<MetricsState>>) -> Response {
-    let body = render(&state.engine, &state.stats);
+    let body = render(&state);
     (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }
 
 /// The whole exposition.
-pub fn render(engine: &Engine, stats: &DaemonStats) -> String {
+pub fn render(state: &MetricsState) -> String {
+    let stats = &state.stats;
     let mut out = Exposition::default();
     out.family(
         "siteward_build_info",
@@ -93,7 +96,8 @@ pub fn render(engine: &Engine, stats: &DaemonStats) -> String {
         stats.last_reload_success.load(Ordering::Relaxed) as f64,
     );
 
-    render_checks(&mut out, engine);
+    render_checks(&mut out, &state.engine);
+    render_tunnels(&mut out, &state.tunnels.statuses());
     render_process(&mut out);
     out.text
 }
@@ -179,6 +183,77 @@ fn render_checks(out: &mut Exposition, engine: &Engine) {
         &[],
         &engine.lateness(),
     );
+}
+
+fn render_tunnels(out: &mut Exposition, tunnels: &[TunnelStatus]) {
+    out.family(
+        "siteward_tunnel_up",
+        "gauge",
+        "1 if the tunnel runs and a peer has a live session (handshake in the last 180 s).",
+    );
+    for t in tunnels {
+        out.sample(
+            "siteward_tunnel_up",
+            &[("tunnel", &t.name), ("kind", t.kind)],
+            if t.up { 1.0 } else { 0.0 },
+        );
+    }
+    for (name, help, bytes) in [
+        (
+            "siteward_tunnel_receive_bytes_total",
+            "Bytes of the datagrams received from the peer.",
+            (|p: &siteward_netstack::PeerStatus| p.rx_bytes) as fn(&_) -> u64,
+        ),
+        (
+            "siteward_tunnel_transmit_bytes_total",
+            "Bytes of the datagrams sent to the peer.",
+            |p: &siteward_netstack::PeerStatus| p.tx_bytes,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        for t in tunnels {
+            for p in &t.peers {
+                out.sample(
+                    name,
+                    &[("tunnel", &t.name), ("kind", t.kind), ("peer", &p.name)],
+                    bytes(p) as f64,
+                );
+            }
+        }
+    }
+    out.family(
+        "siteward_tunnel_peer_last_handshake_timestamp_seconds",
+        "gauge",
+        "When the peer last completed a handshake (Unix time); absent before the first.",
+    );
+    for t in tunnels {
+        for p in &t.peers {
+            let Some(at) = p.last_handshake else { continue };
+            let unix = at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            out.sample(
+                "siteward_tunnel_peer_last_handshake_timestamp_seconds",
+                &[("tunnel", &t.name), ("peer", &p.name)],
+                unix,
+            );
+        }
+    }
+    out.family(
+        "siteward_tunnel_packets_dropped_total",
+        "counter",
+        "Packets the tunnel dropped, by reason.",
+    );
+    for t in tunnels {
+        for (reason, count) in &t.dropped {
+            out.sample(
+                "siteward_tunnel_packets_dropped_total",
+                &[("tunnel", &t.name), ("reason", reason)],
+                *count as f64,
+            );
+        }
+    }
 }
 
 fn render_process(out: &mut Exposition) {
@@ -325,6 +400,43 @@ mod tests {
         let mut out = Exposition::default();
         out.sample("x", &[("a", "q\"b\\s\nn")], 1.5);
         assert_eq!(out.text, "x{a=\"q\\\"b\\\\s\\nn\"} 1.5\n");
+    }
+
+    #[test]
+    fn tunnels_render_every_family() {
+        let status = TunnelStatus {
+            name: "cloud".into(),
+            kind: "wireguard",
+            interface: "wg0".into(),
+            running: true,
+            up: true,
+            listen_port: Some(51820),
+            error: None,
+            peers: vec![siteward_netstack::PeerStatus {
+                name: "gw".into(),
+                public_key: "k".into(),
+                endpoint: None,
+                last_handshake: Some(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+                ),
+                rx_bytes: 7,
+                tx_bytes: 9,
+                persistent_keepalive: None,
+                allowed_ips: vec![],
+            }],
+            dropped: vec![("replay", 3)],
+        };
+        let mut out = Exposition::default();
+        render_tunnels(&mut out, &[status]);
+        for line in [
+            "siteward_tunnel_up{tunnel=\"cloud\",kind=\"wireguard\"} 1",
+            "siteward_tunnel_receive_bytes_total{tunnel=\"cloud\",kind=\"wireguard\",peer=\"gw\"} 7",
+            "siteward_tunnel_transmit_bytes_total{tunnel=\"cloud\",kind=\"wireguard\",peer=\"gw\"} 9",
+            "siteward_tunnel_peer_last_handshake_timestamp_seconds{tunnel=\"cloud\",peer=\"gw\"} 1700000000",
+            "siteward_tunnel_packets_dropped_total{tunnel=\"cloud\",reason=\"replay\"} 3",
+        ] {
+            assert!(out.text.contains(line), "missing {line} in\n{}", out.text);
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `siteward run`: binds the listeners, starts the check engine and the servers, and
-//! turns signals into shutdown (SIGTERM, SIGINT) and reload (SIGHUP).
+//! `siteward run`: binds the listeners, starts the tunnels, the check engine and the
+//! servers, and turns signals into shutdown (SIGTERM, SIGINT) and reload (SIGHUP).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -10,6 +10,7 @@ use anyhow::Context;
 use siteward_config::Config;
 use siteward_connectors::engine::Engine;
 use siteward_connectors::net::Resolver;
+use siteward_netstack::{TunnelChanges, Tunnels};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let admin_listener = bind(config.admin.listen, "admin API").await?;
     let metrics_listener = bind(config.metrics.listen, "metrics").await?;
 
+    // Tunnels first: checks may be placed on a tunnel's interface.
+    let tunnels = Arc::new(Tunnels::new());
+    log_tunnel_changes(&tunnels.apply(&config.tunnels).await);
+
     let resolver = Resolver::from_system().context("setting up name resolution")?;
     let engine = Arc::new(Engine::new(resolver));
     engine.apply(&config.checks);
@@ -47,6 +52,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let admin_state = Arc::new(AdminState {
         engine: engine.clone(),
+        tunnels: tunnels.clone(),
         tokens: TokenStore::in_state_dir(state_dir),
         appliance: config.appliance.name.clone(),
         started: Instant::now(),
@@ -59,6 +65,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     ));
     let metrics_state = Arc::new(MetricsState {
         engine: engine.clone(),
+        tunnels: tunnels.clone(),
         stats: stats.clone(),
     });
     let metrics_task = tokio::spawn(metrics::serve(
@@ -69,6 +76,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     tracing::info!(
         appliance = %config.appliance.name,
         checks = config.checks.len(),
+        tunnels = config.tunnels.len(),
         config = %config_path.display(),
         "siteward running"
     );
@@ -78,12 +86,13 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = sighup.recv() => reload(&config_path, &mut running, &engine, &stats),
+            _ = sighup.recv() => reload(&config_path, &mut running, &engine, &tunnels, &stats).await,
         }
     }
 
     shutdown.cancel();
     engine.shutdown().await;
+    tunnels.shutdown().await;
     let stopped = tokio::time::timeout(STOP_TIMEOUT, async {
         let _ = admin_task.await;
         let _ = metrics_task.await;
@@ -109,7 +118,13 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
 }
 
 /// Loads the file again; applies it if valid, else keeps the running configuration.
-fn reload(path: &Path, running: &mut Config, engine: &Engine, stats: &DaemonStats) {
+async fn reload(
+    path: &Path,
+    running: &mut Config,
+    engine: &Engine,
+    tunnels: &Tunnels,
+    stats: &DaemonStats,
+) {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
     let new = match siteward_config::load(path) {
         Ok(new) => new,
@@ -134,6 +149,7 @@ fn reload(path: &Path, running: &mut Config, engine: &Engine, stats: &DaemonStat
             );
         }
     }
+    log_tunnel_changes(&tunnels.apply(&new.tunnels).await);
     let summary = engine.apply(&new.checks);
     stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
     stats
@@ -148,6 +164,22 @@ fn reload(path: &Path, running: &mut Config, engine: &Engine, stats: &DaemonStat
     );
     // Sections that need a restart keep their running values.
     running.checks = new.checks;
+    running.tunnels = new.tunnels;
+}
+
+fn log_tunnel_changes(changes: &TunnelChanges) {
+    if changes == &TunnelChanges::default() {
+        return;
+    }
+    tracing::info!(
+        added = ?changes.added,
+        removed = ?changes.removed,
+        updated = ?changes.updated,
+        restarted = ?changes.restarted,
+        failed = ?changes.failed,
+        unchanged = changes.unchanged,
+        "tunnels applied"
+    );
 }
 
 fn unix_now() -> u64 {

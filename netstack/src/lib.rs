@@ -1,10 +1,19 @@
-//! Network plumbing shared by everything that opens sockets.
+//! Network plumbing: where sockets leave the box, and the tunnels that carry them.
 //!
-//! Today: [`placement`], which puts a socket on a source address and/or an interface
-//! (`SO_BINDTODEVICE`) so a health check can follow a tunnel. Tunnels (TUN devices,
-//! WireGuard, IPsec, routes) land here next.
+//! - [`placement`] puts a socket on a source address and/or an interface
+//!   (`SO_BINDTODEVICE`), so a health check can follow a tunnel.
+//! - [`tunnel`] is what every tunnel kind implements, and the running set of tunnels that
+//!   a configuration reload is diffed against.
+//! - [`wireguard`] is the user-space WireGuard kind (boringtun, TUN, batched UDP, UAPI).
+//! - [`netlink`] sets addresses, link state and routes; [`allowed_ips`] is the
+//!   longest-prefix table of cryptokey routing.
 #![forbid(unsafe_code)]
 
+pub mod allowed_ips;
+pub mod netlink;
 pub mod placement;
+pub mod tunnel;
+pub mod wireguard;
 
 pub use placement::{PlacementError, SocketPlacement};
+pub use tunnel::{PeerStatus, TunnelChanges, TunnelError, TunnelStatus, Tunnels};

@@ -261,6 +261,21 @@ impl Daemon {
         response.json()
     }
 
+    /// `GET /api/v1/tunnels/NAME` with `token`; panics unless 200.
+    pub fn tunnel(&self, token: &str, name: &str) -> Value {
+        let path = format!("/api/v1/tunnels/{name}");
+        let response = self.api(&Request::get(&path).bearer(token));
+        assert_eq!(response.status, 200, "GET {path}: {}", response.text());
+        response.json()
+    }
+
+    /// Waits for the `tunnel started` log line of tunnel `name`.
+    pub fn wait_for_tunnel(&self, name: &str) {
+        self.wait_for_log(READY_TIMEOUT, |r| {
+            r["message"] == "tunnel started" && r["tunnel"] == name
+        });
+    }
+
     /// `GET /metrics` as it is.
     pub fn scrape_raw(&self) -> Response {
         let stream = netns::connect(

@@ -26,7 +26,7 @@ pub mod process;
 pub mod simulator;
 
 pub use daemon::{json_line, last_detail, Daemon, DaemonOptions};
-pub use metrics::Scrape;
+pub use metrics::{promtool_check, Scrape};
 pub use netns::Netns;
 pub use process::ChildProcess;
 pub use simulator::Simulator;

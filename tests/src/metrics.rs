@@ -2,6 +2,8 @@
 //! look up a sample by name and labels.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 /// One sample line: `name{labels} value`.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +134,32 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
         labels,
         value,
     })
+}
+
+/// Runs `promtool check metrics` on `text`: whether it passed, and what it said.
+pub fn promtool_check(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running promtool (apt install prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -1,12 +1,10 @@
 //! `/metrics` from outside: the exposition passes `promtool check metrics`, carries the
 //! right content type, and `siteward_check_up` follows rise/fall exactly.
 
-use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use siteward_tests::{Daemon, Scrape, STATE_TIMEOUT};
+use siteward_tests::{promtool_check, Daemon, Scrape, STATE_TIMEOUT};
 
 /// A port on 127.0.0.1 with nothing listening (bound, then released).
 fn closed_port() -> u16 {
@@ -15,31 +13,6 @@ fn closed_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn promtool_check(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running promtool (apt install prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[test]

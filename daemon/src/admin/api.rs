@@ -14,12 +14,14 @@ use serde::Serialize;
 use serde_json::json;
 use siteward_connectors::engine::{CheckSnapshot, Engine};
 use siteward_connectors::Outcome;
+use siteward_netstack::{PeerStatus, TunnelStatus, Tunnels};
 
 use crate::tokens::TokenStore;
 
 /// What the API handlers share.
 pub struct AdminState {
     pub engine: Arc<Engine>,
+    pub tunnels: Arc<Tunnels>,
     pub tokens: TokenStore,
     pub appliance: String,
     pub started: Instant,
@@ -30,6 +32,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/checks", get(list_checks))
         .route("/api/v1/checks/{name}", get(get_check))
         .route("/api/v1/checks/{name}/run", post(run_check))
+        .route("/api/v1/tunnels", get(list_tunnels))
+        .route("/api/v1/tunnels/{name}", get(get_tunnel))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -122,6 +126,91 @@ async fn run_check(State(state): State<Arc<AdminState>>, Path(name): Path<String
             .into_response()
         }
         None => error(StatusCode::NOT_FOUND, "no such check"),
+    }
+}
+
+async fn list_tunnels(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    let tunnels: Vec<TunnelView> = state
+        .tunnels
+        .statuses()
+        .iter()
+        .map(TunnelView::from)
+        .collect();
+    Json(json!({ "appliance": state.appliance, "tunnels": tunnels }))
+}
+
+async fn get_tunnel(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -> Response {
+    match state.tunnels.statuses().iter().find(|t| t.name == name) {
+        Some(status) => Json(TunnelView::from(status)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such tunnel"),
+    }
+}
+
+/// A tunnel as the API shows it: public keys only.
+#[derive(Serialize)]
+struct TunnelView {
+    name: String,
+    kind: &'static str,
+    interface: String,
+    /// `up` (a peer has a live session), `down` (running, no live session) or `failed`.
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen_port: Option<u16>,
+    peers: Vec<PeerView>,
+    /// Packets dropped, by reason.
+    dropped: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct PeerView {
+    name: String,
+    public_key: String,
+    endpoint: Option<String>,
+    last_handshake: Option<String>,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    persistent_keepalive_seconds: Option<u16>,
+    allowed_ips: Vec<String>,
+}
+
+impl From<&TunnelStatus> for TunnelView {
+    fn from(t: &TunnelStatus) -> Self {
+        let state = match (t.running, t.up) {
+            (false, _) => "failed",
+            (true, true) => "up",
+            (true, false) => "down",
+        };
+        TunnelView {
+            name: t.name.clone(),
+            kind: t.kind,
+            interface: t.interface.clone(),
+            state,
+            error: t.error.clone(),
+            listen_port: t.listen_port,
+            peers: t.peers.iter().map(PeerView::from).collect(),
+            dropped: t
+                .dropped
+                .iter()
+                .map(|(reason, n)| (reason.to_string(), json!(n)))
+                .collect(),
+        }
+    }
+}
+
+impl From<&PeerStatus> for PeerView {
+    fn from(p: &PeerStatus) -> Self {
+        PeerView {
+            name: p.name.clone(),
+            public_key: p.public_key.clone(),
+            endpoint: p.endpoint.map(|e| e.to_string()),
+            last_handshake: p.last_handshake.map(rfc3339),
+            rx_bytes: p.rx_bytes,
+            tx_bytes: p.tx_bytes,
+            persistent_keepalive_seconds: p.persistent_keepalive,
+            allowed_ips: p.allowed_ips.iter().map(|n| n.to_string()).collect(),
+        }
     }
 }
 

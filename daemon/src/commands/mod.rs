@@ -1,6 +1,7 @@
 //! One function per subcommand.
 
 pub mod simulate;
+mod wg;
 
 use std::process::ExitCode;
 
@@ -14,6 +15,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args),
         Command::CheckConfig(args) => Ok(check_config(args)),
         Command::Token(args) => token(args),
+        Command::Wg { action } => wg::run(action),
         Command::Simulate(args) => simulate::run(args),
     }
 }
