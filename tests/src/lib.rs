@@ -13,6 +13,9 @@
 //! - [`Simulator`]: `siteward simulate KIND --listen 127.0.0.1:0`, ready once it logs its
 //!   bound address.
 //! - [`Scrape`]: a parsed Prometheus exposition; [`http`]: a small blocking HTTP client.
+//! - [`wireguard`]: the real wireguard-go as a tunnel's far end ([`WireguardGo`]),
+//!   `wg show IFNAME dump` parsed ([`wg_show_dump`], for any UAPI socket, Siteward's too),
+//!   ping, a SHA-256-checked TCP transfer and a tcpdump capture through a tunnel.
 //!
 //! The binary is `<target>/debug/siteward` next to the test executable, or `SITEWARD_BIN`.
 //! Build it first: `cargo build -p siteward` (CI runs `cargo build --workspace --bins`).
@@ -24,12 +27,14 @@ pub mod metrics;
 pub mod netns;
 pub mod process;
 pub mod simulator;
+pub mod wireguard;
 
 pub use daemon::{json_line, last_detail, Daemon, DaemonOptions};
 pub use metrics::{promtool_check, Scrape};
 pub use netns::Netns;
 pub use process::ChildProcess;
 pub use simulator::Simulator;
+pub use wireguard::{wg_show_dump, WgDump, WgKeys, WgPeer, WgPeerStatus, WireguardGo};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

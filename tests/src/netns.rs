@@ -71,10 +71,9 @@ impl Netns {
     /// Creates a veth pair with one end in `self` and one in `other`; returns the names
     /// (`(end in self, end in other)`). Both ends are left down: use [`Netns::addr`].
     pub fn veth_to(&self, other: &Netns) -> (String, String) {
-        // Unique per pair so `ip` never trips over a name, short enough for IFNAMSIZ.
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let here = format!("sw{:x}a{n}", std::process::id() & 0xfffff);
-        let there = format!("sw{:x}b{n}", std::process::id() & 0xfffff);
+        let here = ifname_for(n, 'a');
+        let there = ifname_for(n, 'b');
         run_ok(Command::new("ip").args([
             "link",
             "add",
@@ -184,6 +183,18 @@ impl Drop for Netns {
     fn drop(&mut self) {
         remove(&self.name);
     }
+}
+
+/// An interface name no other test or test binary running now uses (`sw<pid><kind><n>`,
+/// within IFNAMSIZ), for devices whose names are global: TUN devices have their UAPI socket
+/// in `/var/run/wireguard`, which all namespaces share.
+pub fn unique_ifname(kind: char) -> String {
+    ifname_for(COUNTER.fetch_add(1, Ordering::Relaxed), kind)
+}
+
+/// `sw` + the low 20 bits of the pid in hex + `kind` + `n`: at most 15 bytes up to n = 10^7.
+fn ifname_for(n: u32, kind: char) -> String {
+    format!("sw{:x}{kind}{n}", std::process::id() & 0xfffff)
 }
 
 /// Runs `f` on a thread inside the namespace called `name` (see [`Netns::run`]).
