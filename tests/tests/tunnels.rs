@@ -2,58 +2,16 @@
 //! IPs across several peers on one interface, hot reload without disturbing other peers,
 //! hostile datagrams on the listen port, and a port already in use.
 
-use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use siteward_tests::{promtool_check, siteward_bin, Daemon, Netns, STATE_TIMEOUT};
+use siteward_tests::netns::unique_ifname;
+use siteward_tests::{promtool_check, siteward_bin, Daemon, Netns, WgKeys, STATE_TIMEOUT};
 
 const PORT: u16 = 51820;
-
-/// A key pair made with `siteward wg genkey | siteward wg pubkey`.
-struct Keys {
-    private: String,
-    public: String,
-}
-
-fn keys() -> Keys {
-    let out = Command::new(siteward_bin())
-        .args(["wg", "genkey"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "siteward wg genkey failed");
-    let private = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let mut child = Command::new(siteward_bin())
-        .args(["wg", "pubkey"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(private.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "siteward wg pubkey failed");
-    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert_eq!(public.len(), 44, "{public}");
-    Keys { private, public }
-}
-
-/// A TUN name unique to this process and call (at most 15 characters).
-fn ifname() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "swg{}x{}",
-        std::process::id() % 100_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 struct PeerSpec<'a> {
     name: &'a str,
@@ -135,12 +93,12 @@ struct Star {
     spokes: Vec<Daemon>,
     hub_ns: Netns,
     spoke_ns: Vec<Netns>,
-    spoke_keys: Vec<Keys>,
-    hub_keys: Keys,
+    spoke_keys: Vec<WgKeys>,
+    hub_keys: WgKeys,
     hub_if: String,
 }
 
-fn spoke_peer<'a>(i: usize, keys: &'a [Keys]) -> PeerSpec<'a> {
+fn spoke_peer<'a>(i: usize, keys: &'a [WgKeys]) -> PeerSpec<'a> {
     const ALLOWED: [&[&str]; 3] = [&["10.88.1.0/24"], &["10.88.2.0/24"], &["10.88.3.0/24"]];
     const NAMES: [&str; 3] = ["spoke-1", "spoke-2", "spoke-3"];
     PeerSpec {
@@ -160,9 +118,9 @@ fn star(spokes: usize) -> Star {
         hub_ns.addr(&here, &format!("198.51.100.{}/30", 4 * i + 1));
         ns.addr(&there, &format!("198.51.100.{}/30", 4 * i + 2));
     }
-    let hub_keys = keys();
-    let spoke_keys: Vec<Keys> = (0..spokes).map(|_| keys()).collect();
-    let hub_if = ifname();
+    let hub_keys = WgKeys::generate();
+    let spoke_keys: Vec<WgKeys> = (0..spokes).map(|_| WgKeys::generate()).collect();
+    let hub_if = unique_ifname('s');
     let peers: Vec<PeerSpec> = (0..spokes).map(|i| spoke_peer(i, &spoke_keys)).collect();
     let hub = Daemon::start_in(
         &hub_ns,
@@ -178,7 +136,7 @@ fn star(spokes: usize) -> Star {
                 ns,
                 &tunnel_toml(
                     "uplink",
-                    &ifname(),
+                    &unique_ifname('s'),
                     &spoke_keys[i].private,
                     &format!("10.88.{}.1/24", i + 1),
                     &[PeerSpec {
@@ -283,7 +241,7 @@ fn reloading_one_peer_leaves_the_others_flowing() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     });
-    let extra = keys();
+    let extra = WgKeys::generate();
     let spoke2_wide = PeerSpec {
         allowed: &["10.88.2.0/24", "10.88.20.0/24"],
         ..spoke_peer(1, &star.spoke_keys)
@@ -371,13 +329,13 @@ fn hostile_datagrams_and_replays_are_dropped_and_counted() {
     let (here, there) = hub_ns.veth_to(&spoke_ns);
     hub_ns.addr(&here, "198.51.100.1/30");
     spoke_ns.addr(&there, "198.51.100.2/30");
-    let hub_keys = keys();
-    let spoke_keys = keys();
+    let hub_keys = WgKeys::generate();
+    let spoke_keys = WgKeys::generate();
     let hub = Daemon::start_in(
         &hub_ns,
         &tunnel_toml(
             "hub",
-            &ifname(),
+            &unique_ifname('s'),
             &hub_keys.private,
             "10.88.0.1/24",
             &[spoke_peer(0, std::slice::from_ref(&spoke_keys))],
@@ -396,7 +354,7 @@ fn hostile_datagrams_and_replays_are_dropped_and_counted() {
         &spoke_ns,
         &tunnel_toml(
             "uplink",
-            &ifname(),
+            &unique_ifname('s'),
             &spoke_keys.private,
             "10.88.1.1/24",
             &[PeerSpec {
@@ -549,15 +507,15 @@ impl Drop for Relay {
 fn a_tunnel_whose_port_is_taken_fails_alone() {
     let ns = Netns::new();
     let _holder = ns.udp_socket(format!("0.0.0.0:{PORT}").parse().unwrap());
-    let k = keys();
-    let other = keys();
+    let k = WgKeys::generate();
+    let other = WgKeys::generate();
     let daemon = Daemon::start_in(
         &ns,
         &format!(
             "{}\n[[checks]]\nname = \"local\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:9\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n",
             tunnel_toml(
                 "busy",
-                &ifname(),
+                &unique_ifname('s'),
                 &k.private,
                 "10.88.0.1/24",
                 &[PeerSpec { name: "p", public: &other.public, endpoint: None, allowed: &["10.88.1.0/24"], keepalive: None }],
@@ -618,4 +576,42 @@ fn a_check_placed_on_the_tunnel_interface_follows_the_tunnel() {
     let token = spoke.create_token("t");
     spoke.wait_for_check_state(&token, "via-tunnel", "up", "ok");
     drop(listener);
+}
+
+#[test]
+fn siteward_wg_keys_are_those_of_wg() {
+    // `siteward wg genkey` makes a key `wg pubkey` accepts, and `siteward wg pubkey`
+    // derives the same public key from it as `wg pubkey` does.
+    let run = |args: &[&str], input: Option<&str>| -> (bool, String, String) {
+        let mut child = Command::new(siteward_bin())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(input) = input {
+            std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, private, _) = run(&["wg", "genkey"], None);
+    assert!(ok);
+    let (ok, public, _) = run(&["wg", "pubkey"], Some(&private));
+    assert!(ok);
+    assert_eq!(public, siteward_tests::wireguard::public_key_of(&private));
+    // And the other way: a key from `wg genkey`.
+    let keys = WgKeys::generate();
+    assert_eq!(run(&["wg", "pubkey"], Some(&keys.private)).1, keys.public);
+    // Not a key: an error that does not echo the input.
+    let (ok, _, err) = run(&["wg", "pubkey"], Some("not-a-key-hunter2"));
+    assert!(!ok);
+    assert!(!err.contains("hunter2"), "{err}");
 }

@@ -8,8 +8,8 @@
 //! `get` is answered in full, private and pre-shared keys included, as wireguard-go does:
 //! `wg showconf` needs them and `wg show` derives the public key from the private one. The
 //! socket is therefore root-only (0600), the same trust as the key files themselves.
-//! `set` is refused with EPERM: the configuration file owns the tunnels, and a change made
-//! with `wg set` would silently disappear at the next reload.
+//! `set` is refused with EPERM (`errno=-1`): the configuration file owns the tunnels, and a
+//! change made with `wg set` would silently disappear at the next reload.
 
 use std::fmt::Write as _;
 use std::io;
@@ -32,10 +32,11 @@ const MAX_LINE: usize = 4096;
 const MAX_SET_LINES: usize = 100_000;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// EPERM, the answer to `set`.
-const EPERM: i32 = 1;
-/// EINVAL, the answer to a request that is neither `get=1` nor `set=1`.
-const EINVAL: i32 = 22;
+/// The answer to `set`: -EPERM. `wg` reads a set's `errno` as a negated errno (as
+/// wireguard-go writes it), so it prints "Operation not permitted".
+const SET_REFUSED: i32 = -libc::EPERM;
+/// The answer to a request that is neither `get=1` nor `set=1`: -EINVAL, as wireguard-go.
+const INVALID_REQUEST: i32 = -libc::EINVAL;
 
 /// A tunnel's state as `get=1` reports it.
 #[derive(Clone, Default)]
@@ -185,12 +186,12 @@ async fn handle(stream: UnixStream, source: &dyn UapiSource) -> io::Result<()> {
                 tracing::warn!(
                     "refused a `wg set` through UAPI: tunnels are configured in the configuration file"
                 );
-                format!("errno={EPERM}\n\n")
+                format!("errno={SET_REFUSED}\n\n")
             }
             _ => {
                 // Not a request this protocol has: answer once, then close.
                 write
-                    .write_all(format!("errno={EINVAL}\n\n").as_bytes())
+                    .write_all(format!("errno={INVALID_REQUEST}\n\n").as_bytes())
                     .await?;
                 return Ok(());
             }
@@ -319,10 +320,10 @@ mod tests {
         assert!(answer.ends_with("errno=0\n\n"), "{answer}");
 
         let answer = exchange(dir.path(), b"set=1\nlisten_port=1\n\n").await;
-        assert_eq!(answer, "errno=1\n\n");
+        assert_eq!(answer, "errno=-1\n\n");
 
         let answer = exchange(dir.path(), b"bogus\n\n").await;
-        assert_eq!(answer, "errno=22\n\n");
+        assert_eq!(answer, "errno=-22\n\n");
 
         // Two requests on one connection, as `wg` may send.
         let answer = exchange(dir.path(), b"get=1\n\nget=1\n\n").await;
