@@ -17,7 +17,6 @@ pub struct Config {
     pub admin: Admin,
     pub metrics: Metrics,
     pub checks: Vec<Check>,
-    pub tunnels: Vec<Tunnel>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -326,47 +325,4 @@ pub struct SipOptionsProbe {
     pub from_user: String,
     /// Count any final response as up, not just 2xx (some PBXs answer OPTIONS with 404).
     pub accept_any_status: bool,
-}
-
-// TEMPORARY (lead's scratch until the tunnel-config branch lands)
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tunnel {
-    pub name: String,
-    pub interface: String,
-    pub kind: TunnelKind,
-}
-#[derive(Debug, Clone, PartialEq)]
-pub enum TunnelKind {
-    Wireguard(WireguardTunnel),
-}
-impl TunnelKind {
-    pub fn as_str(&self) -> &'static str {
-        "wireguard"
-    }
-}
-#[derive(Debug, Clone, PartialEq)]
-pub struct WireguardTunnel {
-    pub private_key: WgSecretKey,
-    pub listen_port: Option<u16>,
-    pub addresses: Vec<ipnet::IpNet>,
-    pub mtu: u16,
-    pub peers: Vec<WireguardPeer>,
-}
-#[derive(Debug, Clone, PartialEq)]
-pub struct WireguardPeer {
-    pub name: String,
-    pub public_key: WgPublicKey,
-    pub preshared_key: Option<WgSecretKey>,
-    pub endpoint: Option<HostPort>,
-    pub allowed_ips: Vec<ipnet::IpNet>,
-    pub persistent_keepalive: Option<u16>,
-}
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct WgPublicKey(pub [u8; 32]);
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WgSecretKey(pub [u8; 32]);
-impl WgSecretKey {
-    pub fn expose(&self) -> &[u8; 32] {
-        &self.0
-    }
 }

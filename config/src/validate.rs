@@ -10,7 +10,7 @@ use crate::model::*;
 use crate::raw::{keys_of_kind, RawAdmin, RawAppliance, RawCheck, RawMetrics};
 use crate::{FieldError, Secret};
 
-const TOP_LEVEL_KEYS: &[&str] = &["appliance", "admin", "metrics", "checks", "tunnels"];
+const TOP_LEVEL_KEYS: &[&str] = &["appliance", "admin", "metrics", "checks"];
 /// Keys of `[[checks]]` that every kind takes; the others are listed by [`keys_of_kind`].
 const COMMON_CHECK_KEYS: &[&str] = &[
     "name",
@@ -103,7 +103,6 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<FieldErro
             admin,
             metrics,
             checks,
-            tunnels: scratch_tunnels(&table),
         }),
         _ => Err(errors.0),
     }
@@ -1460,73 +1459,4 @@ mod tests {
             assert!(!err.contains("secret"), "password leaked: {err}");
         }
     }
-}
-
-// TEMPORARY scratch parse (lead), replaced by the tunnel-config branch.
-fn scratch_tunnels(table: &toml::Table) -> Vec<Tunnel> {
-    #[derive(serde::Deserialize)]
-    struct T {
-        name: String,
-        interface: String,
-        private_key: String,
-        listen_port: Option<u16>,
-        addresses: Vec<String>,
-        mtu: Option<u16>,
-        #[serde(default)]
-        peers: Vec<P>,
-        #[allow(dead_code)]
-        kind: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct P {
-        name: String,
-        public_key: String,
-        endpoint: Option<String>,
-        allowed_ips: Vec<String>,
-        persistent_keepalive: Option<String>,
-    }
-    use base64::Engine;
-    let key = |s: &str| -> [u8; 32] {
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .unwrap()
-            .try_into()
-            .unwrap()
-    };
-    let Some(v) = table.get("tunnels") else {
-        return vec![];
-    };
-    let ts: Vec<T> = v.clone().try_into().unwrap();
-    ts.into_iter()
-        .map(|t| Tunnel {
-            name: t.name,
-            interface: t.interface,
-            kind: TunnelKind::Wireguard(WireguardTunnel {
-                private_key: WgSecretKey(key(&t.private_key)),
-                listen_port: t.listen_port,
-                addresses: t.addresses.iter().map(|a| a.parse().unwrap()).collect(),
-                mtu: t.mtu.unwrap_or(1420),
-                peers: t
-                    .peers
-                    .into_iter()
-                    .map(|p| WireguardPeer {
-                        name: p.name,
-                        public_key: WgPublicKey(key(&p.public_key)),
-                        preshared_key: None,
-                        endpoint: p.endpoint.map(|e| {
-                            let (h, port) = e.rsplit_once(':').unwrap();
-                            HostPort {
-                                host: Host::Ip(h.parse().unwrap()),
-                                port: port.parse().unwrap(),
-                            }
-                        }),
-                        allowed_ips: p.allowed_ips.iter().map(|a| a.parse().unwrap()).collect(),
-                        persistent_keepalive: p
-                            .persistent_keepalive
-                            .map(|k| k.trim_end_matches('s').parse().unwrap()),
-                    })
-                    .collect(),
-            }),
-        })
-        .collect()
 }
