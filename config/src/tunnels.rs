@@ -6,9 +6,7 @@ use std::path::Path;
 
 use ipnet::IpNet;
 
-use crate::model::{
-    HostPort, Tunnel, TunnelKind, WireguardPeer, WireguardTunnel, TUNNEL_KINDS,
-};
+use crate::model::{HostPort, Tunnel, TunnelKind, WireguardPeer, WireguardTunnel, TUNNEL_KINDS};
 use crate::raw::{RawPeer, RawTunnel};
 use crate::validate::{
     any_key_of, array_of_tables, check_interface_name, check_name, decode_table, duration,
@@ -322,7 +320,13 @@ fn peers(
             .and_then(|text| text.parse::<WgPublicKey>().ok())
         {
             let what = format!("public key {key}");
-            keys.note(key, &peer_path, format!("{peer_path}.public_key"), what, errors);
+            keys.note(
+                key,
+                &peer_path,
+                format!("{peer_path}.public_key"),
+                what,
+                errors,
+            );
         }
         let Some(raw) = decode_table::<RawPeer>(value, &peer_path, &any_key_of::<RawPeer>, errors)
         else {

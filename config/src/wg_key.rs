@@ -16,7 +16,9 @@ const KEY_BASE64_LEN: usize = 44;
 pub enum WgKeyError {
     #[error("is not a WireGuard key: it must be 44 characters of base64 (32 bytes), as `wg genkey` prints, found {0} characters")]
     Length(usize),
-    #[error("is not a WireGuard key: it is not valid base64 (letters, digits, '+', '/', ending in '=')")]
+    #[error(
+        "is not a WireGuard key: it is not valid base64 (letters, digits, '+', '/', ending in '=')"
+    )]
     Base64,
 }
 
