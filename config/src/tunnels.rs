@@ -532,31 +532,7 @@ fn keepalive(value: Option<&toml::Value>, path: &str, errors: &mut Errors) -> Op
 /// equal, or one holding the other. A destination must lead to one peer, and two tunnels'
 /// routes to the same network would collide.
 fn report_overlaps(mut routes: Vec<Route>, tunnels: &[toml::Value], errors: &mut Errors) {
-    // Sorted by first address, widest first, CIDR blocks either nest or are apart: the
-    // blocks still open when one is reached are exactly those holding it.
-    routes.sort_by_key(|route| (route.net.network(), route.net.prefix_len(), route.at));
-    let mut open: Vec<usize> = Vec::new();
-    let mut overlaps = Vec::new();
-    for i in 0..routes.len() {
-        while let Some(&top) = open.last() {
-            if routes[top].net.contains(&routes[i].net) {
-                break;
-            }
-            open.pop();
-        }
-        let peer = routes[i].peer();
-        if let Some(&other) = open.iter().rev().find(|&&o| routes[o].peer() != peer) {
-            // Reported at the one written later, naming the earlier.
-            overlaps.push(if routes[i].at > routes[other].at {
-                (i, other)
-            } else {
-                (other, i)
-            });
-        }
-        open.push(i);
-    }
-    overlaps.sort_by_key(|&(later, earlier)| (routes[later].at, routes[earlier].at));
-    for (later, earlier) in overlaps {
+    for (later, earlier) in overlaps(&mut routes) {
         let (route, first) = (&routes[later], &routes[earlier]);
         let name_of = |value: Option<&toml::Value>, what: &str| {
             value
@@ -587,5 +563,94 @@ fn report_overlaps(mut routes: Vec<Route>, tunnels: &[toml::Value], errors: &mut
             )
         };
         errors.push(route.path(), message);
+    }
+}
+
+/// Overlapping routes of two different peers, as (written later, written earlier) indexes
+/// into `routes`, which this sorts; in file order. There is a pair whenever two routes of
+/// different peers overlap, but a route is paired only with the narrowest route of another
+/// peer holding it, so a route inside many others makes one error rather than many.
+fn overlaps(routes: &mut [Route]) -> Vec<(usize, usize)> {
+    // Sorted by first address, widest first, CIDR blocks either nest or are apart: the
+    // blocks still open when one is reached are exactly those holding it.
+    routes.sort_by_key(|route| (route.net.network(), route.net.prefix_len(), route.at));
+    let mut open: Vec<usize> = Vec::new();
+    let mut overlaps = Vec::new();
+    for i in 0..routes.len() {
+        while let Some(&top) = open.last() {
+            if routes[top].net.contains(&routes[i].net) {
+                break;
+            }
+            open.pop();
+        }
+        let peer = routes[i].peer();
+        if let Some(&other) = open.iter().rev().find(|&&o| routes[o].peer() != peer) {
+            // Reported at the one written later, naming the earlier.
+            overlaps.push(if routes[i].at > routes[other].at {
+                (i, other)
+            } else {
+                (other, i)
+            });
+        }
+        open.push(i);
+    }
+    overlaps.sort_by_key(|&(later, earlier)| (routes[later].at, routes[earlier].at));
+    overlaps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Small networks in a small space, so that overlaps are common; both families.
+    fn net() -> impl Strategy<Value = IpNet> {
+        prop_oneof![
+            (0u8..16, 28u8..=32).prop_map(|(host, prefix)| {
+                let ip = std::net::Ipv4Addr::new(10, 0, 0, host);
+                IpNet::new(IpAddr::V4(ip), prefix).unwrap().trunc()
+            }),
+            (0u16..16, 124u8..=128).prop_map(|(host, prefix)| {
+                let ip = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, host);
+                IpNet::new(IpAddr::V6(ip), prefix).unwrap().trunc()
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn overlaps_agree_with_comparing_every_pair(
+            entries in prop::collection::vec((0usize..2, 0usize..3, net()), 0..16)
+        ) {
+            // As validation passes them: without a peer's duplicates.
+            let mut seen = std::collections::HashSet::new();
+            let mut routes: Vec<Route> = entries
+                .iter()
+                .enumerate()
+                .filter(|(_, entry)| seen.insert(**entry))
+                .map(|(j, &(tunnel, peer, net))| Route { net, at: (tunnel, peer, j) })
+                .collect();
+            let found = overlaps(&mut routes);
+            let overlap = |a: &Route, b: &Route| {
+                a.peer() != b.peer() && (a.net.contains(&b.net) || b.net.contains(&a.net))
+            };
+            let any_pair = routes
+                .iter()
+                .enumerate()
+                .any(|(i, a)| routes[i + 1..].iter().any(|b| overlap(a, b)));
+            prop_assert_eq!(!found.is_empty(), any_pair);
+            for &(later, earlier) in &found {
+                prop_assert!(overlap(&routes[later], &routes[earlier]));
+                prop_assert!(routes[later].at > routes[earlier].at);
+            }
+            // Every route inside (or equal to) one of another peer is in a pair.
+            for (i, route) in routes.iter().enumerate() {
+                let inside_another = routes
+                    .iter()
+                    .any(|other| overlap(route, other) && other.net.contains(&route.net));
+                let paired = found.iter().any(|&(a, b)| a == i || b == i);
+                prop_assert!(!inside_another || paired, "{} not in a pair", route.path());
+            }
+        }
     }
 }
