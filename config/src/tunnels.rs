@@ -10,7 +10,7 @@ use crate::model::{HostPort, Tunnel, TunnelKind, WireguardPeer, WireguardTunnel,
 use crate::raw::{RawPeer, RawTunnel};
 use crate::validate::{
     any_key_of, array_of_tables, check_interface_name, check_name, decode_table, duration,
-    host_port, secret_text, Errors, FirstUse,
+    host_port, kind, required, secret_text, Errors, FirstUse,
 };
 use crate::{WgPublicKey, WgSecretKey};
 
@@ -98,47 +98,26 @@ fn tunnel(
 ) -> Option<Tunnel> {
     let before = errors.0.len();
     let at = |field: &str| format!("tunnels[{index}].{field}");
-    match &raw.name {
-        None => errors.push(at("name"), "missing: every tunnel needs a unique name"),
-        Some(name) => {
-            if let Err(msg) = check_name(name) {
-                errors.push(at("name"), msg);
-            }
-        }
-    }
-    match &raw.interface {
-        None => errors.push(
-            at("interface"),
-            "missing: the name of the tunnel's network interface, e.g. \"wg-cloud\"",
-        ),
-        Some(interface) => {
-            if let Err(msg) = check_interface_name(interface) {
-                errors.push(at("interface"), msg);
-            }
-        }
-    }
+    required(
+        raw.name.as_deref(),
+        at("name"),
+        "every tunnel needs a unique name",
+        check_name,
+        errors,
+    );
+    required(
+        raw.interface.as_deref(),
+        at("interface"),
+        "the name of the tunnel's network interface, e.g. \"wg-cloud\"",
+        check_interface_name,
+        errors,
+    );
     // Without a known kind, the kind's own keys cannot be validated.
-    let kind = match raw.kind.as_deref() {
-        None => {
-            errors.push(
-                at("kind"),
-                format!("missing: one of {}", TUNNEL_KINDS.join(", ")),
-            );
-            None
-        }
+    let kind = match kind(raw.kind.as_deref(), TUNNEL_KINDS, at("kind"), errors) {
         Some("wireguard") => {
             wireguard(&raw, index, base_dir, routes, errors).map(TunnelKind::Wireguard)
         }
-        Some(other) => {
-            errors.push(
-                at("kind"),
-                format!(
-                    "unknown kind \"{other}\" (expected one of {})",
-                    TUNNEL_KINDS.join(", ")
-                ),
-            );
-            None
-        }
+        _ => None,
     };
     if errors.0.len() != before {
         return None;
@@ -349,17 +328,13 @@ fn peer(
 ) -> Option<WireguardPeer> {
     let before = errors.0.len();
     let at = |field: &str| format!("tunnels[{tunnel}].peers[{index}].{field}");
-    match &raw.name {
-        None => errors.push(
-            at("name"),
-            "missing: every peer needs a name, unique within its tunnel",
-        ),
-        Some(name) => {
-            if let Err(msg) = check_name(name) {
-                errors.push(at("name"), msg);
-            }
-        }
-    }
+    required(
+        raw.name.as_deref(),
+        at("name"),
+        "every peer needs a name, unique within its tunnel",
+        check_name,
+        errors,
+    );
     let public_key = match raw.public_key.as_deref() {
         None => {
             errors.push(

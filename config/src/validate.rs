@@ -180,6 +180,51 @@ pub(crate) fn array_of_tables<'a>(
     Some(array)
 }
 
+/// Reports a required string key at `path`: missing (`what_for` says why it is needed), or
+/// what `rule` finds wrong with it.
+pub(crate) fn required(
+    value: Option<&str>,
+    path: String,
+    what_for: &str,
+    rule: fn(&str) -> Result<(), String>,
+    errors: &mut Errors,
+) {
+    match value {
+        None => errors.push(path, format!("missing: {what_for}")),
+        Some(value) => {
+            if let Err(msg) = rule(value) {
+                errors.push(path, msg);
+            }
+        }
+    }
+}
+
+/// The `kind` key of an entry if it is one of `known`; else reported, and `None`.
+pub(crate) fn kind<'a>(
+    value: Option<&'a str>,
+    known: &[&str],
+    path: String,
+    errors: &mut Errors,
+) -> Option<&'a str> {
+    match value {
+        None => {
+            errors.push(path, format!("missing: one of {}", known.join(", ")));
+            None
+        }
+        Some(kind) if !known.contains(&kind) => {
+            errors.push(
+                path,
+                format!(
+                    "unknown kind \"{kind}\" (expected one of {})",
+                    known.join(", ")
+                ),
+            );
+            None
+        }
+        Some(kind) => Some(kind),
+    }
+}
+
 /// Remembers where each value was first used, so that a duplicate's error can name it.
 pub(crate) struct FirstUse<K>(HashMap<K, String>);
 
@@ -454,36 +499,16 @@ fn check(raw: RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Opt
     let before = errors.0.len();
     let at = |field: &str| format!("{path}.{field}");
 
-    match &raw.name {
-        None => errors.push(at("name"), "missing: every check needs a unique name"),
-        Some(name) => {
-            if let Err(msg) = check_name(name) {
-                errors.push(at("name"), msg);
-            }
-        }
-    }
+    required(
+        raw.name.as_deref(),
+        at("name"),
+        "every check needs a unique name",
+        check_name,
+        errors,
+    );
     // The kind decides which keys belong and how the target reads; without a known kind
     // only the common keys can be validated.
-    let kind = match raw.kind.as_deref() {
-        None => {
-            errors.push(
-                at("kind"),
-                format!("missing: one of {}", CHECK_KINDS.join(", ")),
-            );
-            None
-        }
-        Some(kind) if !CHECK_KINDS.contains(&kind) => {
-            errors.push(
-                at("kind"),
-                format!(
-                    "unknown kind \"{kind}\" (expected one of {})",
-                    CHECK_KINDS.join(", ")
-                ),
-            );
-            None
-        }
-        Some(kind) => Some(kind),
-    };
+    let kind = kind(raw.kind.as_deref(), CHECK_KINDS, at("kind"), errors);
     if let Some(kind) = kind {
         let allowed = keys_of_kind(kind);
         for key in raw.kind_keys_set() {

@@ -459,33 +459,46 @@ fn names_interfaces_and_ports_are_unique_among_tunnels() {
     );
 }
 
-#[test]
-fn listen_port_range() {
-    for port in [0, 65536, -1] {
-        assert_only_error(
-            &one_peer(|t| set(t, "listen_port", port), |p| p),
-            "tunnels[0].listen_port",
-            &format!("must be between 1 and 65535, got {port} (leave it out to let the kernel choose a port)"),
-        );
-    }
-    for port in [1, 65535] {
-        let tunnel = only_tunnel(&one_peer(|t| set(t, "listen_port", port), |p| p));
-        assert_eq!(wireguard(&tunnel).listen_port, Some(port as u16));
-    }
-}
+/// A key of a tunnel: its name, values out of range, the message (`{}` for the value),
+/// values in range, and how the model holds it.
+type RangeCase = (
+    &'static str,
+    &'static [i64],
+    &'static str,
+    &'static [i64],
+    fn(&WireguardTunnel) -> Option<i64>,
+);
 
 #[test]
-fn mtu_range() {
-    for mtu in [1279, 9001, 0, -1, 70000] {
-        assert_only_error(
-            &one_peer(|t| set(t, "mtu", mtu), |p| p),
-            "tunnels[0].mtu",
-            &format!("must be between 1280 and 9000, got {mtu}"),
-        );
-    }
-    for mtu in [1280, 9000] {
-        let tunnel = only_tunnel(&one_peer(|t| set(t, "mtu", mtu), |p| p));
-        assert_eq!(wireguard(&tunnel).mtu, mtu as u16);
+fn listen_port_and_mtu_ranges() {
+    let cases: [RangeCase; 2] = [
+        (
+            "listen_port",
+            &[0, 65536, -1],
+            "must be between 1 and 65535, got {} (leave it out to let the kernel choose a port)",
+            &[1, 65535],
+            |wg| wg.listen_port.map(i64::from),
+        ),
+        (
+            "mtu",
+            &[1279, 9001, 0, -1, 70000],
+            "must be between 1280 and 9000, got {}",
+            &[1280, 9000],
+            |wg| Some(i64::from(wg.mtu)),
+        ),
+    ];
+    for (key, bad, message, good, read) in cases {
+        for value in bad {
+            assert_only_error(
+                &one_peer(|t| set(t, key, *value), |p| p),
+                &format!("tunnels[0].{key}"),
+                &message.replace("{}", &value.to_string()),
+            );
+        }
+        for value in good {
+            let tunnel = only_tunnel(&one_peer(|t| set(t, key, *value), |p| p));
+            assert_eq!(read(wireguard(&tunnel)), Some(*value), "{key}");
+        }
     }
 }
 
