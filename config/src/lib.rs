@@ -11,11 +11,14 @@ mod error;
 mod model;
 mod raw;
 mod secret;
+mod tunnels;
 mod validate;
+mod wg_key;
 
 pub use error::{ConfigError, FieldError};
 pub use model::*;
 pub use secret::Secret;
+pub use wg_key::{WgKeyError, WgPublicKey, WgSecretKey};
 
 use std::path::Path;
 

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::Secret;
+use crate::{Secret, WgPublicKey, WgSecretKey};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +17,7 @@ pub struct Config {
     pub admin: Admin,
     pub metrics: Metrics,
     pub checks: Vec<Check>,
+    pub tunnels: Vec<Tunnel>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -325,4 +326,60 @@ pub struct SipOptionsProbe {
     pub from_user: String,
     /// Count any final response as up, not just 2xx (some PBXs answer OPTIONS with 404).
     pub accept_any_status: bool,
+}
+
+/// One site-to-site tunnel: its name, the network interface it brings up, and what its
+/// kind needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tunnel {
+    /// Unique among tunnels; the `tunnel` label of metrics and the API path.
+    pub name: String,
+    /// The TUN device's name; unique among tunnels. Checks may bind to it.
+    pub interface: String,
+    pub kind: TunnelKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TunnelKind {
+    Wireguard(WireguardTunnel),
+}
+
+impl TunnelKind {
+    /// The `kind` string of the config file, also the `kind` label of metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TunnelKind::Wireguard(_) => "wireguard",
+        }
+    }
+}
+
+/// The tunnel kinds the config accepts.
+pub const TUNNEL_KINDS: &[&str] = &["wireguard"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireguardTunnel {
+    pub private_key: WgSecretKey,
+    /// UDP port; `None` lets the kernel choose one (enough when only this side initiates).
+    pub listen_port: Option<u16>,
+    /// Addresses put on the interface, as written (host bits kept: `10.99.0.1/24`).
+    pub addresses: Vec<ipnet::IpNet>,
+    pub mtu: u16,
+    pub peers: Vec<WireguardPeer>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireguardPeer {
+    /// Unique within the tunnel; the `peer` label of metrics.
+    pub name: String,
+    /// Unique within the tunnel, and not the tunnel's own.
+    pub public_key: WgPublicKey,
+    pub preshared_key: Option<WgSecretKey>,
+    /// Where to send handshakes; `None` waits to be contacted. A DNS name stays a name, to
+    /// be resolved when the tunnel starts.
+    pub endpoint: Option<HostPort>,
+    /// Networks routed to this peer and accepted from it (host bits zero). They overlap
+    /// those of no other peer, in this tunnel or another.
+    pub allowed_ips: Vec<ipnet::IpNet>,
+    /// Seconds between keepalives (1-65535), to hold a NAT mapping open.
+    pub persistent_keepalive: Option<u16>,
 }

@@ -136,3 +136,36 @@ pub fn keys_of_kind(kind: &str) -> &'static [&'static str] {
         _ => &[],
     }
 }
+
+/// One `[[tunnels]]` table. Every key is optional here, so that a missing one is reported
+/// by validation at its path, with the tunnel's other problems.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTunnel {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub interface: Option<String>,
+    // wireguard
+    pub private_key: Option<String>,
+    pub private_key_file: Option<PathBuf>,
+    // Integers as written, so that a value out of range gets a message of its own.
+    pub listen_port: Option<i64>,
+    pub addresses: Option<Vec<String>>,
+    pub mtu: Option<i64>,
+    /// `[[tunnels.peers]]`, decoded one by one so each peer's errors are all reported.
+    pub peers: Option<toml::Value>,
+}
+
+/// One `[[tunnels.peers]]` table of a WireGuard tunnel.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeer {
+    pub name: Option<String>,
+    pub public_key: Option<String>,
+    pub preshared_key: Option<String>,
+    pub preshared_key_file: Option<PathBuf>,
+    pub endpoint: Option<String>,
+    pub allowed_ips: Option<Vec<String>>,
+    /// Any value: a bare integer gets its own hint ("25s").
+    pub persistent_keepalive: Option<toml::Value>,
+}

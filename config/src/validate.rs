@@ -1,5 +1,7 @@
 //! From [`raw`](crate::raw) to [`model`](crate::model), collecting every error with its path.
 
+use std::collections::hash_map::{Entry, HashMap};
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,7 +12,7 @@ use crate::model::*;
 use crate::raw::{keys_of_kind, RawAdmin, RawAppliance, RawCheck, RawMetrics};
 use crate::{FieldError, Secret};
 
-const TOP_LEVEL_KEYS: &[&str] = &["appliance", "admin", "metrics", "checks"];
+const TOP_LEVEL_KEYS: &[&str] = &["appliance", "admin", "metrics", "checks", "tunnels"];
 /// Keys of `[[checks]]` that every kind takes; the others are listed by [`keys_of_kind`].
 const COMMON_CHECK_KEYS: &[&str] = &[
     "name",
@@ -24,7 +26,7 @@ const COMMON_CHECK_KEYS: &[&str] = &[
     "interface",
 ];
 /// Keys whose values must not appear in error messages.
-const SECRET_KEYS: &[&str] = &["secret", "route_password"];
+const SECRET_KEYS: &[&str] = &["secret", "route_password", "private_key", "preshared_key"];
 const DEFAULT_STATE_DIR: &str = "/var/lib/siteward";
 const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8443";
 const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9108";
@@ -42,10 +44,10 @@ const MAX_SECRET_FILE: u64 = 4096;
 const HTTP_PRESET_SAP_ICM_PATH: &str = "/sap/public/icman/ping";
 
 /// Collects errors as validation walks the file.
-struct Errors(Vec<FieldError>);
+pub(crate) struct Errors(pub(crate) Vec<FieldError>);
 
 impl Errors {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             path: path.into(),
             message: message.into(),
@@ -96,6 +98,7 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<FieldErro
     }
 
     let checks = checks(&table, base_dir, &mut errors);
+    let tunnels = crate::tunnels::tunnels(&table, base_dir, &mut errors);
 
     match (appliance, admin, metrics) {
         (Some(appliance), Some(admin), Some(metrics)) if errors.0.is_empty() => Ok(Config {
@@ -103,6 +106,7 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<FieldErro
             admin,
             metrics,
             checks,
+            tunnels,
         }),
         _ => Err(errors.0),
     }
@@ -144,13 +148,111 @@ fn section<T: DeserializeOwned + Default>(
     let Some(value) = table.get(key) else {
         return Some(T::default());
     };
-    let known = keys_of::<T>();
-    decode_table(
-        value,
-        key,
-        &|_| format!("expected one of {}", known.join(", ")),
-        errors,
-    )
+    decode_table(value, key, &any_key_of::<T>, errors)
+}
+
+/// The unknown-key hint of a table whose keys do not depend on its content.
+pub(crate) fn any_key_of<T: DeserializeOwned>(_: &toml::Table) -> String {
+    format!("expected one of {}", keys_of::<T>().join(", "))
+}
+
+/// The tables of an array of tables (`[[header]]`), at most `max` of them; `None` when
+/// that is not what `value` is (reported). `plural` names the entries in the message.
+pub(crate) fn array_of_tables<'a>(
+    value: &'a toml::Value,
+    path: &str,
+    header: &str,
+    max: usize,
+    plural: &str,
+    errors: &mut Errors,
+) -> Option<&'a [toml::Value]> {
+    let Some(array) = value.as_array() else {
+        errors.push(path, format!("must be an array of tables ([[{header}]])"));
+        return None;
+    };
+    if array.len() > max {
+        errors.push(
+            path,
+            format!("{} {plural}; at most {max} are supported", array.len()),
+        );
+        return None;
+    }
+    Some(array)
+}
+
+/// Reports a required string key at `path`: missing (`what_for` says why it is needed), or
+/// what `rule` finds wrong with it.
+pub(crate) fn required(
+    value: Option<&str>,
+    path: String,
+    what_for: &str,
+    rule: fn(&str) -> Result<(), String>,
+    errors: &mut Errors,
+) {
+    match value {
+        None => errors.push(path, format!("missing: {what_for}")),
+        Some(value) => {
+            if let Err(msg) = rule(value) {
+                errors.push(path, msg);
+            }
+        }
+    }
+}
+
+/// The `kind` key of an entry if it is one of `known`; else reported, and `None`.
+pub(crate) fn kind<'a>(
+    value: Option<&'a str>,
+    known: &[&str],
+    path: String,
+    errors: &mut Errors,
+) -> Option<&'a str> {
+    match value {
+        None => {
+            errors.push(path, format!("missing: one of {}", known.join(", ")));
+            None
+        }
+        Some(kind) if !known.contains(&kind) => {
+            errors.push(
+                path,
+                format!(
+                    "unknown kind \"{kind}\" (expected one of {})",
+                    known.join(", ")
+                ),
+            );
+            None
+        }
+        Some(kind) => Some(kind),
+    }
+}
+
+/// Remembers where each value was first used, so that a duplicate's error can name it.
+pub(crate) struct FirstUse<K>(HashMap<K, String>);
+
+impl<K: Eq + Hash> FirstUse<K> {
+    pub(crate) fn new() -> Self {
+        FirstUse(HashMap::new())
+    }
+
+    /// Remembers that `used_by` has `value`; if an earlier one had it, reports the
+    /// duplicate `what` at `path`, naming the first.
+    pub(crate) fn note(
+        &mut self,
+        value: K,
+        used_by: &str,
+        path: String,
+        what: impl std::fmt::Display,
+        errors: &mut Errors,
+    ) {
+        match self.0.entry(value) {
+            Entry::Occupied(first) => errors.push(
+                path,
+                format!("duplicate {what} (first used by {})", first.get()),
+            ),
+            Entry::Vacant(slot) => {
+                slot.insert(used_by.to_string());
+            }
+        }
+    }
 }
 
 /// Decodes one TOML table into its raw struct, reporting every unknown key and every value
@@ -158,7 +260,7 @@ fn section<T: DeserializeOwned + Default>(
 /// rest is still validated; a wrong type makes the result `None`, so validation does not
 /// add consequences of the same mistake ("missing name" after "name must be a string").
 /// `known_keys` describes the accepted keys for the unknown-key message.
-fn decode_table<T: DeserializeOwned>(
+pub(crate) fn decode_table<T: DeserializeOwned>(
     value: &toml::Value,
     path: &str,
     known_keys: &dyn Fn(&toml::Table) -> String,
@@ -220,7 +322,7 @@ fn decode_table<T: DeserializeOwned>(
 
 /// The keys a serde struct accepts, read from its `Deserialize` impl so that the list
 /// cannot drift from the struct.
-fn keys_of<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+pub(crate) fn keys_of<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
     struct FieldNames<'a>(&'a mut &'static [&'static str]);
 
     impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
@@ -347,39 +449,21 @@ fn metrics(raw: RawMetrics, errors: &mut Errors) -> Option<Metrics> {
 }
 
 fn checks(table: &toml::Table, base_dir: &Path, errors: &mut Errors) -> Vec<Check> {
-    let Some(value) = table.get("checks") else {
+    let Some(array) = table
+        .get("checks")
+        .and_then(|value| array_of_tables(value, "checks", "checks", MAX_CHECKS, "checks", errors))
+    else {
         return Vec::new();
     };
-    let Some(array) = value.as_array() else {
-        errors.push("checks", "must be an array of tables ([[checks]])");
-        return Vec::new();
-    };
-    if array.len() > MAX_CHECKS {
-        errors.push(
-            "checks",
-            format!("{} checks; at most {MAX_CHECKS} are supported", array.len()),
-        );
-        return Vec::new();
-    }
     let mut checks = Vec::with_capacity(array.len());
-    let mut first_use = std::collections::HashMap::new();
+    let mut names = FirstUse::new();
     for (i, value) in array.iter().enumerate() {
         let path = format!("checks[{i}]");
         // Counted before decoding, so that a later duplicate still names the first check
         // even when that one had other errors.
         if let Some(name) = value.get("name").and_then(toml::Value::as_str) {
-            match first_use.entry(name.to_string()) {
-                std::collections::hash_map::Entry::Occupied(first) => errors.push(
-                    format!("{path}.name"),
-                    format!(
-                        "duplicate check name \"{name}\" (first used by checks[{}])",
-                        first.get()
-                    ),
-                ),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(i);
-                }
-            }
+            let what = format!("check name \"{name}\"");
+            names.note(name, &path, format!("{path}.name"), what, errors);
         }
         let Some(raw) = decode_table::<RawCheck>(value, &path, &check_keys_hint, errors) else {
             continue;
@@ -415,36 +499,16 @@ fn check(raw: RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Opt
     let before = errors.0.len();
     let at = |field: &str| format!("{path}.{field}");
 
-    match &raw.name {
-        None => errors.push(at("name"), "missing: every check needs a unique name"),
-        Some(name) => {
-            if let Err(msg) = check_name(name) {
-                errors.push(at("name"), msg);
-            }
-        }
-    }
+    required(
+        raw.name.as_deref(),
+        at("name"),
+        "every check needs a unique name",
+        check_name,
+        errors,
+    );
     // The kind decides which keys belong and how the target reads; without a known kind
     // only the common keys can be validated.
-    let kind = match raw.kind.as_deref() {
-        None => {
-            errors.push(
-                at("kind"),
-                format!("missing: one of {}", CHECK_KINDS.join(", ")),
-            );
-            None
-        }
-        Some(kind) if !CHECK_KINDS.contains(&kind) => {
-            errors.push(
-                at("kind"),
-                format!(
-                    "unknown kind \"{kind}\" (expected one of {})",
-                    CHECK_KINDS.join(", ")
-                ),
-            );
-            None
-        }
-        Some(kind) => Some(kind),
-    };
+    let kind = kind(raw.kind.as_deref(), CHECK_KINDS, at("kind"), errors);
     if let Some(kind) = kind {
         let allowed = keys_of_kind(kind);
         for key in raw.kind_keys_set() {
@@ -974,9 +1038,57 @@ fn transport(value: Option<&str>, path: &str, errors: &mut Errors) -> Option<Tra
     }
 }
 
+/// A secret's text as given inline or read from its file.
+pub(crate) struct SecretText {
+    pub(crate) value: String,
+    /// The key it was given at (`secret` or `secret_file`), for errors about the value.
+    pub(crate) path: String,
+    /// The file it was read from, if any.
+    pub(crate) file: Option<PathBuf>,
+}
+
 /// Inline secret or secret file (exactly one or none). `Some(None)` = neither given.
-/// `path` is the inline key's path; the file's is the same with `_file`. A secret may
-/// not contain control characters (it goes into a line- or NUL-delimited protocol field).
+/// `path` is the inline key's path; the file's is the same with `_file`. A file's trailing
+/// line break is dropped: files written by `echo` end in one that is not part of the secret.
+pub(crate) fn secret_text(
+    inline: Option<&str>,
+    file: Option<&Path>,
+    base_dir: &Path,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<Option<SecretText>> {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    let file_path = format!("{path}_file");
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            errors.push(path, format!("set either {key} or {key}_file, not both"));
+            None
+        }
+        (None, None) => Some(None),
+        (Some(value), None) => Some(Some(SecretText {
+            value: value.to_string(),
+            path: path.to_string(),
+            file: None,
+        })),
+        (None, Some(file)) => {
+            let file = resolve_path(base_dir, file);
+            match read_secret_file(&file) {
+                Ok(text) => Some(Some(SecretText {
+                    value: text.trim_end_matches(['\r', '\n']).to_string(),
+                    path: file_path,
+                    file: Some(file),
+                })),
+                Err(msg) => {
+                    errors.push(&file_path, msg);
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// [`secret_text`] for a secret that is text: not empty and without control characters
+/// (it goes into a line- or NUL-delimited protocol field).
 fn secret(
     inline: Option<&str>,
     file: Option<&Path>,
@@ -984,28 +1096,13 @@ fn secret(
     path: &str,
     errors: &mut Errors,
 ) -> Option<Option<Secret>> {
-    let key = path.rsplit('.').next().unwrap_or(path);
-    let file_path = format!("{path}_file");
-    let (value, value_path) = match (inline, file) {
-        (Some(_), Some(_)) => {
-            errors.push(path, format!("set either {key} or {key}_file, not both"));
-            return None;
-        }
-        (None, None) => return Some(None),
-        (Some(value), None) => (value.to_string(), path),
-        (None, Some(file)) => {
-            match read_secret_file(&resolve_path(base_dir, file)) {
-                // Files written by `echo` end in a newline that is not part of the secret.
-                Ok(text) => (
-                    text.trim_end_matches(['\r', '\n']).to_string(),
-                    file_path.as_str(),
-                ),
-                Err(msg) => {
-                    errors.push(&file_path, msg);
-                    return None;
-                }
-            }
-        }
+    let Some(SecretText {
+        value,
+        path: value_path,
+        ..
+    }) = secret_text(inline, file, base_dir, path, errors)?
+    else {
+        return Some(None);
     };
     if value.is_empty() {
         errors.push(value_path, "is empty");
@@ -1068,7 +1165,7 @@ fn existing_file(
     }
 }
 
-fn duration(text: &str, path: &str, errors: &mut Errors) -> Option<Duration> {
+pub(crate) fn duration(text: &str, path: &str, errors: &mut Errors) -> Option<Duration> {
     match humantime::parse_duration(text) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -1097,7 +1194,7 @@ fn socket_addr(text: &str, path: &str, errors: &mut Errors) -> Option<SocketAddr
 }
 
 /// Parses `host:port`, `[v6]:port`, or a bare host when the kind has a default port.
-fn host_port(
+pub(crate) fn host_port(
     text: &str,
     default_port: Option<u16>,
     path: &str,
@@ -1213,7 +1310,7 @@ fn check_hostname(name: &str) -> Result<(), String> {
 }
 
 /// Names of appliances and checks: they become metric labels and URL path segments.
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name
@@ -1228,7 +1325,7 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn check_interface_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_interface_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= MAX_INTERFACE_NAME
         && name != "."

@@ -5,7 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use siteward_config::{load, Config, Host, Probe, CHECK_KINDS};
+use siteward_config::{
+    load, Config, Host, Probe, Tunnel, TunnelKind, WireguardTunnel, CHECK_KINDS,
+};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -147,6 +149,63 @@ fn plant_01_reads_the_documented_dummy_secrets() {
     }
 }
 
+fn wireguard(tunnel: &Tunnel) -> &WireguardTunnel {
+    match &tunnel.kind {
+        TunnelKind::Wireguard(wg) => wg,
+    }
+}
+
+#[test]
+fn plant_01_has_a_wireguard_tunnel_to_the_cloud() {
+    let config = load_example("plant-01.toml");
+    assert_eq!(config.tunnels.len(), 1);
+    let tunnel = &config.tunnels[0];
+    assert_eq!(
+        (tunnel.name.as_str(), tunnel.interface.as_str()),
+        ("cloud", "wg-cloud")
+    );
+    assert_eq!(tunnel.kind.as_str(), "wireguard");
+    let wg = wireguard(tunnel);
+    assert_eq!(wg.listen_port, Some(51820));
+    assert_eq!(wg.mtu, 1420);
+    assert_eq!(wg.addresses.len(), 2);
+
+    // One peer this side calls and keeps open, one that calls in.
+    let names: Vec<&str> = wg.peers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["cloud-gw-1", "support-jump"]);
+    let (gw, support) = (&wg.peers[0], &wg.peers[1]);
+    assert_eq!(
+        gw.endpoint.as_ref().map(ToString::to_string).as_deref(),
+        Some("wg-gw1.example.net:51820")
+    );
+    assert_eq!(gw.persistent_keepalive, Some(25));
+    assert!(gw.preshared_key.is_some());
+    assert_eq!(
+        (&support.endpoint, support.persistent_keepalive),
+        (&None, None)
+    );
+
+    // The check that follows the tunnel names its interface.
+    assert!(config
+        .checks
+        .iter()
+        .any(|c| c.placement.interface.as_deref() == Some(tunnel.interface.as_str())));
+}
+
+#[test]
+fn plant_01_documents_the_public_key_of_its_tunnel() {
+    let config = load_example("plant-01.toml");
+    let public_key = wireguard(&config.tunnels[0])
+        .private_key
+        .public_key()
+        .to_string();
+    let readme = std::fs::read_to_string(examples_dir().join("secrets/README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("its public key is `{public_key}`")),
+        "{public_key} not in secrets/README.md"
+    );
+}
+
 /// Every host name and IP address of a configuration.
 fn hosts_of(config: &Config) -> Vec<String> {
     let mut hosts = vec![
@@ -182,6 +241,13 @@ fn hosts_of(config: &Config) -> Vec<String> {
             _ => {}
         }
         hosts.extend(check.placement.source.map(|ip| ip.to_string()));
+    }
+    for tunnel in &config.tunnels {
+        let endpoints = wireguard(tunnel)
+            .peers
+            .iter()
+            .filter_map(|peer| peer.endpoint.as_ref());
+        hosts.extend(endpoints.map(|endpoint| endpoint.host.to_string()));
     }
     hosts
 }

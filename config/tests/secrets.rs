@@ -1,11 +1,11 @@
-//! Files a configuration refers to, through `siteward_config::load`: secret files (read at
-//! load, trailing newline dropped, relative to the configuration's directory), CA and admin
-//! certificate files, and secrets never shown by `Debug`.
+//! Files a configuration refers to, through `siteward_config::load`: secret and WireGuard
+//! key files (read at load, trailing newline dropped, relative to the configuration's
+//! directory), CA and admin certificate files, and secrets never shown by `Debug` or errors.
 
 use std::fs;
 use std::path::Path;
 
-use siteward_config::{load, AdminTls, Config, Probe, TlsTrust};
+use siteward_config::{load, AdminTls, Config, Probe, TlsTrust, TunnelKind, WgSecretKey};
 
 /// A configuration directory with `siteward.toml` holding `text` and the given files.
 struct Dir {
@@ -259,5 +259,193 @@ fn errors_never_quote_a_secret() {
     let dir = Dir::new(&text, &[("secrets/ami", "file-SECRET-5\n")]);
     let errors = dir.load().unwrap_err();
     assert!(errors.len() >= 4, "{errors:#?}");
+    assert!(!format!("{errors:?}").contains("SECRET"), "{errors:#?}");
+}
+
+// ---- WireGuard keys -------------------------------------------------------------------
+
+/// Generated for these tests only (`wg genkey`, `wg genpsk`, `wg pubkey`).
+const WG_PRIVATE: &str = "QEYRmlzFCRry5boUMiOnK2VLvmm0ZFVioeGd03vQv04=";
+const WG_PSK: &str = "TC/L1J2cXW0TMu0wYOKDk7OOvJwf+lWOjhEew/fokiI=";
+const WG_PEER: &str = "r9DP6n35wCbZ8LSn98HDtgRTXIjjTL9qOxOGA6MjEjM=";
+
+/// A tunnel with `key_lines` for its private key and `psk_lines` for its one peer's.
+fn wg(key_lines: &str, psk_lines: &str) -> String {
+    format!(
+        "{HEAD}[[tunnels]]\nname = \"cloud\"\nkind = \"wireguard\"\ninterface = \"wg-cloud\"\n{key_lines}\n\
+         [[tunnels.peers]]\nname = \"gw-1\"\npublic_key = \"{WG_PEER}\"\nallowed_ips = [\"10.20.0.0/16\"]\n{psk_lines}\n"
+    )
+}
+
+/// The tunnel's private key and its peer's pre-shared key, as base64.
+fn wg_keys(config: &Config) -> (String, Option<String>) {
+    let base64 = |key: &WgSecretKey| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(key.expose())
+    };
+    match &config.tunnels[0].kind {
+        TunnelKind::Wireguard(wg) => (
+            base64(&wg.private_key),
+            wg.peers[0].preshared_key.as_ref().map(base64),
+        ),
+    }
+}
+
+#[test]
+fn key_files_are_relative_to_the_config_and_lose_their_trailing_newline() {
+    let dir = Dir::new(
+        &wg(
+            "private_key_file = \"secrets/wg-cloud.key\"",
+            "preshared_key_file = \"secrets/gw-1.psk\"",
+        ),
+        &[
+            ("secrets/wg-cloud.key", &format!("{WG_PRIVATE}\n")),
+            ("secrets/gw-1.psk", &format!("{WG_PSK}\r\n")),
+        ],
+    );
+    let config = dir.load().unwrap();
+    assert_eq!(
+        wg_keys(&config),
+        (WG_PRIVATE.to_string(), Some(WG_PSK.to_string()))
+    );
+}
+
+#[test]
+fn absolute_key_file_with_spaces_around_the_key() {
+    let keys = tempfile::tempdir().unwrap();
+    let file = keys.path().join("wg.key");
+    fs::write(&file, format!("  {WG_PRIVATE}  \n\n")).unwrap();
+    let dir = Dir::new(
+        &wg(
+            &format!("private_key_file = {:?}", file.to_str().unwrap()),
+            "",
+        ),
+        &[],
+    );
+    assert_eq!(
+        wg_keys(&dir.load().unwrap()),
+        (WG_PRIVATE.to_string(), None)
+    );
+}
+
+#[test]
+fn key_file_errors_are_reported_at_the_file_key_without_the_content() {
+    let dir = Dir::new(&wg("private_key_file = \"wg.key\"", ""), &[]);
+    let errors = dir.load().unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].0, "tunnels[0].private_key_file");
+    assert!(
+        errors[0].1.starts_with(&format!(
+            "cannot read secret file {}",
+            dir.path().join("wg.key").display()
+        )),
+        "{errors:#?}"
+    );
+
+    let big = "A".repeat(4097);
+    // 44 base64 digits without the padding: 33 bytes.
+    let not_a_key = format!("{}SECRET", &WG_PRIVATE[..38]);
+    for (content, names_the_file, fragment) in [
+        (big.as_str(), false, "is larger than 4096 bytes"),
+        (
+            not_a_key.as_str(),
+            true,
+            "is not a WireGuard key: it is not valid base64",
+        ),
+        (
+            "\n",
+            true,
+            "is not a WireGuard key: it must be 44 characters of base64 (32 bytes), as `wg genkey` prints, found 0 characters",
+        ),
+    ] {
+        let dir = Dir::new(
+            &wg(
+                &format!("private_key = \"{WG_PRIVATE}\""),
+                "preshared_key_file = \"wg.key\"",
+            ),
+            &[("wg.key", content)],
+        );
+        let errors = dir.load().unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].0, "tunnels[0].peers[0].preshared_key_file");
+        assert!(errors[0].1.contains(fragment), "{errors:#?}");
+        let prefix = format!("the content of {} ", dir.path().join("wg.key").display());
+        assert_eq!(errors[0].1.starts_with(&prefix), names_the_file, "{errors:#?}");
+        assert!(!format!("{errors:?}").contains("SECRET"), "{errors:#?}");
+    }
+}
+
+#[test]
+fn debug_of_a_tunnel_never_shows_its_keys() {
+    let dir = Dir::new(
+        &wg(
+            "private_key_file = \"wg.key\"",
+            &format!("preshared_key = \"{WG_PSK}\""),
+        ),
+        &[("wg.key", WG_PRIVATE)],
+    );
+    let config = dir.load().unwrap();
+    let (private, psk) = wg_keys(&config);
+    let bytes = |text: &str| -> Vec<u8> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap()
+    };
+    for rendered in [format!("{config:?}"), format!("{config:#?}")] {
+        for secret in [private.as_str(), psk.as_deref().unwrap()] {
+            assert!(!rendered.contains(secret), "{rendered}");
+            // Nor as the bytes a derived Debug would print.
+            let as_bytes = format!("{:?}", bytes(secret));
+            assert!(
+                !rendered.contains(&as_bytes[1..as_bytes.len() - 1]),
+                "{rendered}"
+            );
+        }
+        assert_eq!(
+            rendered.matches("WgSecretKey(***)").count(),
+            2,
+            "{rendered}"
+        );
+        // The public key is not a secret: it is printed, to tell peers apart.
+        assert!(rendered.contains(WG_PEER), "{rendered}");
+    }
+}
+
+#[test]
+fn errors_never_quote_a_wireguard_key() {
+    let private = "SECRETPRIVATEKEYxxxxxxxxxxxxxxxxxxxxxxxxxxx=";
+    let psk = "SECRETPSK";
+    let text = format!(
+        "{HEAD}[[tunnels]]\nname = \"a\"\nkind = \"wireguard\"\ninterface = \"wg-a\"\nprivate_key = \"{private}\"\n\
+         [[tunnels.peers]]\nname = \"gw-1\"\npublic_key = \"{WG_PEER}\"\nallowed_ips = []\npreshared_key = \"{psk}\"\n\
+         private_key = \"misplaced-SECRET-1\"\n\
+         [[tunnels]]\nname = \"b\"\nkind = \"wireguard\"\ninterface = \"wg-b\"\nprivate_key = [\"array-SECRET-2\"]\n\
+         privatekey = \"typo-SECRET-3\"\n\
+         [[tunnels]]\nname = \"c\"\nkind = \"wireguard\"\ninterface = \"wg-c\"\nprivate_key = \"inline-SECRET-4\"\n\
+         private_key_file = \"key\"\n\
+         [[tunnels.peers]]\nname = \"gw-1\"\npublic_key = \"{WG_PEER}\"\nallowed_ips = []\npreshared_key = 7\n\
+         [[tunnels]]\nname = \"d\"\nkind = \"wireguard\"\ninterface = \"wg-d\"\nprivate_key_file = \"key\"\n"
+    );
+    let dir = Dir::new(
+        &text,
+        &[("key", "file-SECRET-5-xxxxxxxxxxxxxxxxxxxxxxxxxxxxx")],
+    );
+    let errors = dir.load().unwrap_err();
+    let paths: Vec<&str> = errors.iter().map(|(path, _)| path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "tunnels[0].private_key",
+            "tunnels[0].peers[0].private_key",
+            "tunnels[0].peers[0].preshared_key",
+            "tunnels[1].privatekey",
+            "tunnels[1].private_key",
+            "tunnels[2].private_key",
+            "tunnels[2].peers[0].preshared_key",
+            "tunnels[3].private_key_file",
+        ],
+        "{errors:#?}"
+    );
     assert!(!format!("{errors:?}").contains("SECRET"), "{errors:#?}");
 }

@@ -2,37 +2,17 @@
 //! and a meaningful part of the message, and that the rule adds no error of its own beyond
 //! the one expected.
 
+mod common;
+
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
 use std::time::Duration;
 
 use siteward_config::{
-    parse, Check, Config, DnsRecordType, Host, HostPort, Probe, TlsTrust, Transport, CHECK_KINDS,
+    parse, Check, DnsRecordType, Host, HostPort, Probe, TlsTrust, Transport, CHECK_KINDS,
 };
 
-/// A valid file up to its checks.
-const HEAD: &str = "[appliance]\nname = \"plant-01\"\n";
-
-/// Relative files resolve here, and nothing exists here.
-fn base_dir() -> &'static Path {
-    Path::new("/nonexistent/siteward-config-tests")
-}
-
-/// Every error of `toml` as (path, message); panics if it is valid.
-fn errors_of(toml: &str) -> Vec<(String, String)> {
-    match parse(toml, base_dir()) {
-        Ok(config) => panic!("accepted:\n{toml}\n=> {config:#?}"),
-        Err(e) => e
-            .field_errors()
-            .into_iter()
-            .map(|e| (e.path, e.message))
-            .collect(),
-    }
-}
-
-fn parse_ok(toml: &str) -> Config {
-    parse(toml, base_dir()).unwrap_or_else(|e| panic!("rejected:\n{toml}\n=> {e}"))
-}
+use common::{assert_only_error, base_dir, errors_of, parse_ok, HEAD};
 
 /// A file of the valid head and one check with these lines.
 fn with_check(body: &str) -> String {
@@ -43,15 +23,6 @@ fn only_check(body: &str) -> Check {
     let mut config = parse_ok(&with_check(body));
     assert_eq!(config.checks.len(), 1);
     config.checks.remove(0)
-}
-
-/// Asserts that `toml` has exactly one error, at `path`, with `fragment` in its message.
-fn assert_only_error(toml: &str, path: &str, fragment: &str) {
-    let errors = errors_of(toml);
-    assert!(
-        errors.len() == 1 && errors[0].0 == path && errors[0].1.contains(fragment),
-        "expected only `{path}: ...{fragment}...` for\n{toml}\ngot {errors:#?}"
-    );
 }
 
 /// Table-driven form of [`assert_only_error`] for checks: (check lines, path, fragment).
@@ -82,7 +53,7 @@ fn unknown_top_level_section() {
     assert_only_error(
         &format!("{HEAD}[alerts]\nemail = \"ops@corp.example\"\n"),
         "alerts",
-        "unknown section (expected one of appliance, admin, metrics, checks)",
+        "unknown section (expected one of appliance, admin, metrics, checks, tunnels)",
     );
 }
 
