@@ -124,6 +124,25 @@ mod tests {
     }
 
     #[test]
+    fn public_key_matches_rfc7748_test_vector() {
+        // RFC 7748 section 6.1: Alice's private and public keys.
+        let hex = |s: &str| -> [u8; 32] {
+            let bytes: Vec<u8> = (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect();
+            bytes.try_into().unwrap()
+        };
+        let private = WgSecretKey::new(hex(
+            "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+        ));
+        assert_eq!(
+            private.public_key().0,
+            hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+        );
+    }
+
+    #[test]
     fn malformed_keys_are_refused_without_quoting_them() {
         let no_padding = &PRIVATE[..43];
         let two_paddings = format!("{}==", &PRIVATE[..42]);

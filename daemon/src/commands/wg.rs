@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use siteward_config::WgSecretKey;
 use siteward_netstack::wireguard::keys;
 
 use crate::cli::WgAction;
@@ -17,7 +18,7 @@ pub fn run(action: WgAction) -> anyhow::Result<ExitCode> {
     match action {
         WgAction::Genkey => {
             let key = keys::generate_private_key().context("generating a private key")?;
-            println!("{}", STANDARD.encode(key));
+            println!("{}", STANDARD.encode(key.expose()));
         }
         WgAction::Pubkey => {
             let mut input = String::new();
@@ -25,13 +26,12 @@ pub fn run(action: WgAction) -> anyhow::Result<ExitCode> {
                 .take(MAX_KEY_INPUT)
                 .read_to_string(&mut input)
                 .context("reading a private key from standard input")?;
-            // The message must not echo the input: it is a private key.
-            let private: [u8; 32] = STANDARD
-                .decode(input.trim())
-                .ok()
-                .and_then(|bytes| bytes.try_into().ok())
-                .context("standard input is not a WireGuard private key (base64 of 32 bytes)")?;
-            println!("{}", STANDARD.encode(keys::public_key(&private)));
+            // The key's parse error never echoes the input: it is a private key.
+            let private: WgSecretKey = input
+                .trim()
+                .parse()
+                .context("standard input is not a WireGuard private key")?;
+            println!("{}", private.public_key());
         }
     }
     Ok(ExitCode::SUCCESS)
