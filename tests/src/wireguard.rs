@@ -35,6 +35,22 @@ pub const COOKIE_REPLY_LEN: usize = 64;
 /// A transport message with no payload: header (16) and authentication tag (16).
 pub const KEEPALIVE_LEN: usize = 32;
 
+/// The UDP port the suites' tunnels listen on (each in its own namespace).
+pub const WG_PORT: u16 = 51820;
+
+/// `192.0.2.HOST:51820`: a tunnel end on the suites' veth underlay.
+pub fn underlay(host: u8) -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, host], WG_PORT))
+}
+
+/// Now, in Unix seconds (the unit of `wg show`'s handshake times).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// The UAPI socket of interface `ifname`.
 pub fn uapi_socket(ifname: &str) -> PathBuf {
     Path::new(UAPI_DIR).join(format!("{ifname}.sock"))

@@ -305,6 +305,19 @@ fn reloading_one_peer_leaves_the_others_flowing() {
     assert!(!routes.contains("10.88.2.0/24"), "{routes}");
     assert!(!routes.contains("10.88.20.0/24"), "{routes}");
     assert!(!routes.contains("10.88.9.0/24"), "{routes}");
+
+    // Removing the tunnel removes its interface (with its routes) and its UAPI socket.
+    star.hub.write_config_raw(&star.hub.config_header());
+    let reloads = count_logs(&star.hub, "configuration reloaded");
+    star.hub.sighup();
+    star.hub.wait_until(STATE_TIMEOUT, "the reload", || {
+        (count_logs(&star.hub, "configuration reloaded") > reloads).then_some(())
+    });
+    let link = star.hub_ns.exec("ip", ["link", "show", &star.hub_if]);
+    assert!(!link.status.success(), "{} is still there", star.hub_if);
+    assert!(!siteward_tests::wireguard::uapi_socket(&star.hub_if).exists());
+    let routes = String::from_utf8_lossy(&star.hub_ns.exec("ip", ["route"]).stdout).into_owned();
+    assert!(!routes.contains("10.88."), "{routes}");
 }
 
 fn handshake_time(tunnel: &Value, name: &str) -> Option<SystemTime> {
@@ -320,7 +333,7 @@ fn count_logs(daemon: &Daemon, message: &str) -> usize {
 }
 
 #[test]
-fn hostile_datagrams_and_replays_are_dropped_and_counted() {
+fn hostile_datagrams_replays_and_floods_are_dropped_and_counted() {
     // One spoke whose hub endpoint is a relay in the spoke's namespace: the relay forwards
     // both ways, and also sends the hub copies of the first handshake and data message,
     // and garbage.
@@ -387,6 +400,13 @@ fn hostile_datagrams_and_replays_are_dropped_and_counted() {
             && dropped("invalid_mac") >= 1.0)
             .then_some(())
     });
+    // A flood of handshakes puts the hub under load: it answers with cookie replies
+    // (boringtun's rate limiter) instead of doing the Diffie-Hellman work, and says so.
+    relay.flood_handshakes(600);
+    hub.wait_until(STATE_TIMEOUT, "cookie replies under load", || {
+        (dropped("under_load") >= 1.0 && relay.cookies() >= 1).then_some(())
+    });
+    wait_ping(&spoke_ns, "10.88.0.1");
     let tunnel = hub.tunnel(&token, "hub");
     assert_eq!(tunnel["state"], "up", "{tunnel:#}");
     // The tunnel series are valid exposition.
@@ -401,6 +421,8 @@ fn hostile_datagrams_and_replays_are_dropped_and_counted() {
 struct Seen {
     init: Option<Vec<u8>>,
     data: Option<Vec<u8>>,
+    /// Cookie replies (type 3) the hub sent.
+    cookies: usize,
 }
 
 /// A UDP relay between a spoke (on loopback) and the hub, remembering the first handshake
@@ -448,13 +470,16 @@ impl Relay {
         };
         let down = {
             let (from_spoke, to_hub) = (from_spoke, to_hub.try_clone().unwrap());
-            let (stop, spoke_addr) = (stop.clone(), spoke_addr);
+            let (seen, stop, spoke_addr) = (seen.clone(), stop.clone(), spoke_addr);
             std::thread::spawn(move || {
                 let mut buf = [0u8; 2048];
                 while !stop.load(Ordering::Relaxed) {
                     let Ok((n, _)) = to_hub.recv_from(&mut buf) else {
                         continue;
                     };
+                    if buf[0] == 3 {
+                        seen.lock().unwrap().cookies += 1;
+                    }
                     if let Some(spoke) = *spoke_addr.lock().unwrap() {
                         let _ = from_spoke.send_to(&buf[..n], spoke);
                     }
@@ -473,7 +498,7 @@ impl Relay {
     /// Replays the remembered handshake and data message, then sends garbage; returns how
     /// many datagrams it sent.
     fn replay_and_garbage(&self) -> usize {
-        let Seen { init, data } = self.seen.lock().unwrap().clone();
+        let Seen { init, data, .. } = self.seen.lock().unwrap().clone();
         let init = init.expect("the relay saw a handshake initiation");
         let data = data.expect("the relay saw a data message");
         let mut garbage: Vec<Vec<u8>> = vec![
@@ -491,6 +516,27 @@ impl Relay {
             self.to_hub.send_to(m, self.hub).unwrap();
         }
         messages.len()
+    }
+}
+
+impl Relay {
+    /// Sends the remembered handshake initiation `n` times at once: more than the hub
+    /// takes in a second, so it must answer with cookies.
+    fn flood_handshakes(&self, n: usize) {
+        let init = self
+            .seen
+            .lock()
+            .unwrap()
+            .init
+            .clone()
+            .expect("an initiation");
+        for _ in 0..n {
+            self.to_hub.send_to(&init, self.hub).unwrap();
+        }
+    }
+
+    fn cookies(&self) -> usize {
+        self.seen.lock().unwrap().cookies
     }
 }
 

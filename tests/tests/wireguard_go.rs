@@ -9,31 +9,19 @@
 //!   veth 192.0.2.1/24 :51820  <------------->  veth 192.0.2.2/24 :51820
 //! ```
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::IpAddr;
+use std::time::Duration;
 
 use siteward_tests::wireguard::{
-    checksummed_transfer, ping, CapturedUdp, PresharedKey, UdpCapture, HANDSHAKE_INITIATION_LEN,
-    HANDSHAKE_RESPONSE_LEN, KEEPALIVE_LEN,
+    checksummed_transfer, ping, underlay, unix_now, CapturedUdp, PresharedKey, UdpCapture,
+    HANDSHAKE_INITIATION_LEN, HANDSHAKE_RESPONSE_LEN, KEEPALIVE_LEN, WG_PORT,
 };
 use siteward_tests::{Netns, WgKeys, WgPeer, WireguardGo, STATE_TIMEOUT};
 
-const PORT: u16 = 51820;
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
-}
-
-fn underlay(host: u8) -> SocketAddr {
-    SocketAddr::new(ip(&format!("192.0.2.{host}")), PORT)
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// Two namespaces on a veth pair, a wireguard-go in each with no peer yet. Fields drop in
@@ -53,8 +41,8 @@ impl Pair {
         let (a_dev, b_dev) = a.veth_to(&b);
         a.addr(&a_dev, "192.0.2.1/24");
         b.addr(&b_dev, "192.0.2.2/24");
-        let wg_a = WireguardGo::start(&a, &WgKeys::generate(), PORT, &["10.77.0.1/24"]);
-        let wg_b = WireguardGo::start(&b, &WgKeys::generate(), PORT, &["10.77.0.2/24"]);
+        let wg_a = WireguardGo::start(&a, &WgKeys::generate(), WG_PORT, &["10.77.0.1/24"]);
+        let wg_b = WireguardGo::start(&b, &WgKeys::generate(), WG_PORT, &["10.77.0.2/24"]);
         Pair {
             wg_a,
             wg_b,
@@ -84,7 +72,7 @@ impl Pair {
 
     /// Sends one ping from A to start a handshake and waits until both sides report it.
     fn handshake(&self) -> u64 {
-        let before = now().saturating_sub(1);
+        let before = unix_now().saturating_sub(1);
         ping(&self.a, ip("10.77.0.2"), 1, Duration::from_millis(100));
         let (a_pub, b_pub) = self.keys();
         let at_a = self.wg_a.wait_for_handshake(&b_pub, before, STATE_TIMEOUT);
@@ -115,9 +103,12 @@ fn keys_come_from_wg_and_are_written_private() {
 fn handshake_ping_and_checksummed_tcp_both_ways() {
     let pair = Pair::connected();
     let (a_pub, b_pub) = pair.keys();
-    let before = now().saturating_sub(1);
+    let before = unix_now().saturating_sub(1);
     let handshake = pair.handshake();
-    assert!(handshake >= before && handshake <= now() + 1, "{handshake}");
+    assert!(
+        handshake >= before && handshake <= unix_now() + 1,
+        "{handshake}"
+    );
 
     let stats = ping(&pair.a, ip("10.77.0.2"), 20, Duration::from_millis(20));
     assert_eq!((stats.transmitted, stats.received), (20, 20), "{stats:?}");
@@ -144,7 +135,7 @@ fn handshake_ping_and_checksummed_tcp_both_ways() {
         (&pair.wg_b, &a_pub, underlay(1), "10.77.0.1/32"),
     ] {
         let dump = wg.show();
-        assert_eq!(dump.listen_port, PORT);
+        assert_eq!(dump.listen_port, WG_PORT);
         assert_eq!(dump.public_key.as_deref(), Some(wg.public_key()));
         let status = dump.peer(peer).unwrap();
         assert_eq!(status.endpoint, Some(endpoint));
@@ -159,7 +150,7 @@ fn handshake_ping_and_checksummed_tcp_both_ways() {
 fn responder_learns_the_endpoint_and_persistent_keepalives_are_on_the_wire() {
     let mut pair = Pair::new();
     let (a_pub, b_pub) = pair.keys();
-    let capture = UdpCapture::start(&pair.a, &pair.a_dev, PORT);
+    let capture = UdpCapture::start(&pair.a, &pair.a_dev, WG_PORT);
     // A waits to be contacted; B initiates and keeps the path alive every second.
     pair.wg_a.add_peer(&WgPeer::new(&b_pub, &["10.77.0.2/32"]));
     pair.wg_b.add_peer(

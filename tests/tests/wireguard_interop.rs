@@ -10,16 +10,16 @@
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 use siteward_tests::netns::unique_ifname;
 use siteward_tests::wireguard::{
-    checksummed_transfer, ping, wait_for_peer, wg_show_dump, CapturedUdp, UdpCapture, KEEPALIVE_LEN,
+    checksummed_transfer, ping, underlay, unix_now, wait_for_peer, wg_show_dump, CapturedUdp,
+    UdpCapture, KEEPALIVE_LEN, WG_PORT,
 };
 use siteward_tests::{Daemon, Netns, WgKeys, WgPeer, WireguardGo, STATE_TIMEOUT};
 
-const PORT: u16 = 51820;
 const TRANSFER: u64 = 4 << 20;
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
 /// A far end that lost its sessions is noticed by WireGuard's timers: no answer to data for
@@ -28,17 +28,6 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(40);
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
-}
-
-fn underlay(host: u8) -> SocketAddr {
-    SocketAddr::new(ip(&format!("192.0.2.{host}")), PORT)
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// How Siteward's side of the pair is configured.
@@ -71,7 +60,7 @@ impl Pair {
         s.addr(&s_dev, "192.0.2.1/24");
         g.addr(&g_dev, "192.0.2.2/24");
         let sw_keys = WgKeys::generate();
-        let mut go = WireguardGo::start(&g, &WgKeys::generate(), PORT, &["10.77.0.2/24"]);
+        let mut go = WireguardGo::start(&g, &WgKeys::generate(), WG_PORT, &["10.77.0.2/24"]);
         go.add_peer(&go_peer(WgPeer::new(&sw_keys.public, &["10.77.0.1/32"])));
 
         let sw_if = unique_ifname('s');
@@ -89,7 +78,7 @@ impl Pair {
             &s,
             &format!(
                 "[[tunnels]]\nname = \"cloud\"\nkind = \"wireguard\"\ninterface = \"{sw_if}\"\n\
-                 private_key = \"{}\"\nlisten_port = {PORT}\naddresses = [\"10.77.0.1/24\"]\n\n{peer}",
+                 private_key = \"{}\"\nlisten_port = {WG_PORT}\naddresses = [\"10.77.0.1/24\"]\n\n{peer}",
                 sw_keys.private
             ),
         );
@@ -168,7 +157,7 @@ fn siteward_initiates_and_traffic_flows_both_ways() {
         dump.public_key.as_deref(),
         Some(pair.sw_keys.public.as_str())
     );
-    assert_eq!(dump.listen_port, PORT);
+    assert_eq!(dump.listen_port, WG_PORT);
     let gw = dump
         .peer(pair.go.public_key())
         .expect("wg show lists the peer");
@@ -176,7 +165,7 @@ fn siteward_initiates_and_traffic_flows_both_ways() {
     assert_eq!(gw.allowed_ips, ["10.77.0.2/32"]);
     assert!(
         gw.latest_handshake
-            .is_some_and(|t| t <= now() && t + 60 > now()),
+            .is_some_and(|t| t <= unix_now() && t + 60 > unix_now()),
         "{gw:?}"
     );
     assert!(gw.rx_bytes >= TRANSFER && gw.tx_bytes >= TRANSFER, "{gw:?}");
@@ -210,6 +199,20 @@ fn siteward_initiates_and_traffic_flows_both_ways() {
             &[("tunnel", "cloud"), ("peer", "gw")]
         )
         .is_some());
+
+    // `wg showconf` gives a configuration wg-quick could use.
+    let conf = pair.s.exec("wg", ["showconf", &pair.sw_if]);
+    let conf = String::from_utf8_lossy(&conf.stdout).into_owned();
+    for line in [
+        "[Interface]".to_string(),
+        format!("ListenPort = {WG_PORT}"),
+        "[Peer]".to_string(),
+        format!("PublicKey = {}", pair.go.public_key()),
+        "AllowedIPs = 10.77.0.2/32".to_string(),
+        format!("Endpoint = {}", underlay(2)),
+    ] {
+        assert!(conf.contains(&line), "no {line:?} in\n{conf}");
+    }
 
     // `wg set` is refused: the configuration file owns the tunnel.
     let refused = pair
@@ -278,7 +281,7 @@ fn a_far_end_that_moves_is_followed() {
         .ip(&["addr", "del", "192.0.2.2/24", "dev", &pair.g_dev]);
     pair.g
         .ip(&["addr", "add", "192.0.2.3/24", "dev", &pair.g_dev]);
-    let moved = SocketAddr::new(ip("192.0.2.3"), PORT).to_string();
+    let moved = SocketAddr::new(ip("192.0.2.3"), WG_PORT).to_string();
     pair.siteward.wait_until(
         STATE_TIMEOUT,
         "Siteward follows the peer to 192.0.2.3",
@@ -296,7 +299,7 @@ fn persistent_keepalives_are_on_the_wire() {
         },
         |peer| peer,
     );
-    let capture = UdpCapture::start(&pair.g, &pair.g_dev, PORT);
+    let capture = UdpCapture::start(&pair.g, &pair.g_dev, WG_PORT);
     // No traffic at all: what Siteward sends after the handshake are keepalives.
     let keepalives = |packets: &[CapturedUdp]| -> Vec<f64> {
         packets
