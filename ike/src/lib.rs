@@ -8,9 +8,13 @@
 //! - [`identity`]: IKE identities (`ID_FQDN`, `ID_IPV4_ADDR`, DNs, ...).
 //! - [`crypto`]: the symmetric transforms shared by IKE's SK payload and ESP, and the rest
 //!   of IKE's cryptography.
+//! - [`sa`]: the IKE SA state machine (every exchange, both roles, timers).
+//! - [`cookie`]: stateless cookies for a responder under a flood of IKE_SA_INIT.
 #![forbid(unsafe_code)]
 
 pub mod algorithms;
+pub mod cookie;
 pub mod crypto;
 pub mod identity;
 pub mod proposal;
+pub mod sa;

@@ -5,6 +5,7 @@
 //! - [`tunnel`] is what every tunnel kind implements, and the running set of tunnels that
 //!   a configuration reload is diffed against.
 //! - [`wireguard`] is the user-space WireGuard kind (boringtun, TUN, batched UDP, UAPI).
+//! - [`udp`] is batched UDP I/O (GSO/GRO) shared by the tunnel kinds.
 //! - [`netlink`] sets addresses, link state and routes; [`allowed_ips`] is the
 //!   longest-prefix table of cryptokey routing.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@ pub mod allowed_ips;
 pub mod netlink;
 pub mod placement;
 pub mod tunnel;
+pub mod udp;
 pub mod wireguard;
 
 pub use placement::{PlacementError, SocketPlacement};

@@ -1,6 +1,6 @@
 //! What every tunnel kind implements, and the set of running tunnels.
 //!
-//! A kind (WireGuard now, IPsec next) implements [`Tunnel`]: it starts from its
+//! A kind (WireGuard, IPsec) implements [`Tunnel`]: it starts from its
 //! configuration, reports a [`TunnelStatus`], applies a changed configuration in place when
 //! it can (a WireGuard peer added or removed without touching the others), and stops,
 //! removing what it put into the system. [`Tunnels`] diffs a new configuration against the
@@ -16,6 +16,8 @@ use std::time::SystemTime;
 use ipnet::IpNet;
 use siteward_config::{Tunnel as TunnelConfig, TunnelKind};
 
+use crate::ipsec::status::IpsecView;
+use crate::ipsec::IpsecTunnel;
 use crate::wireguard::WireguardTunnel;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -72,6 +74,8 @@ pub struct TunnelStatus {
     pub peers: Vec<PeerStatus>,
     /// Packets dropped, by reason (every reason listed, zeros included).
     pub dropped: Vec<(&'static str, u64)>,
+    /// IKE and CHILD SAs, for an IPsec tunnel.
+    pub ipsec: Option<IpsecView>,
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +243,7 @@ fn entry_status(entry: &Entry) -> TunnelStatus {
             error: Some(error.clone()),
             peers: Vec::new(),
             dropped: Vec::new(),
+            ipsec: None,
         },
     }
 }
@@ -246,6 +251,9 @@ fn entry_status(entry: &Entry) -> TunnelStatus {
 async fn start_entry(config: &TunnelConfig) -> Entry {
     let started: Result<Box<dyn Tunnel>, TunnelError> = match &config.kind {
         TunnelKind::Wireguard(_) => WireguardTunnel::start(config)
+            .await
+            .map(|t| Box::new(t) as Box<dyn Tunnel>),
+        TunnelKind::Ipsec(_) => IpsecTunnel::start(config)
             .await
             .map(|t| Box::new(t) as Box<dyn Tunnel>),
     };

@@ -13,7 +13,6 @@ mod drops;
 pub mod keys;
 mod peer;
 pub mod uapi;
-mod udp;
 
 pub use drops::DropReason;
 
@@ -36,7 +35,7 @@ use crate::tunnel::{BoxFuture, Tunnel, TunnelError, TunnelStatus, Update};
 use drops::Drops;
 use peer::{Peer, PeerTable, SessionConfig};
 use uapi::{UapiDevice, UapiSource};
-use udp::UdpPort;
+use crate::udp::UdpPort;
 
 /// Handshakes per second (over all peers of a tunnel) before new ones must carry a cookie.
 /// Each handshake is checked twice (here and in `Tunn`), hence twice WireGuard's usual 100.
@@ -110,8 +109,10 @@ impl WireguardTunnel {
         config: &TunnelConfig,
         uapi_dir: &Path,
     ) -> Result<Self, TunnelError> {
-        let TunnelKind::Wireguard(wg) = &config.kind;
         let fail = |what: String| TunnelError::new(&config.name, what);
+        let TunnelKind::Wireguard(wg) = &config.kind else {
+            return Err(fail("not a WireGuard tunnel".into()));
+        };
 
         let private_key = StaticSecret::from(*wg.private_key.expose());
         let public_key = PublicKey::from(&private_key);
@@ -306,6 +307,7 @@ impl Tunnel for WireguardTunnel {
             error: fault,
             peers,
             dropped: self.shared.drops.snapshot(),
+            ipsec: None,
         }
     }
 
@@ -317,7 +319,9 @@ impl Tunnel for WireguardTunnel {
             if config.interface != self.shared.interface {
                 return Ok(Update::NeedsRestart);
             }
-            let TunnelKind::Wireguard(wg) = &config.kind;
+            let TunnelKind::Wireguard(wg) = &config.kind else {
+                return Ok(Update::NeedsRestart);
+            };
             self.update_peers(wg).await
         })
     }
