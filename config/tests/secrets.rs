@@ -288,6 +288,7 @@ fn wg_keys(config: &Config) -> (String, Option<String>) {
             base64(&wg.private_key),
             wg.peers[0].preshared_key.as_ref().map(base64),
         ),
+        other => panic!("not a WireGuard tunnel: {other:?}"),
     }
 }
 

@@ -100,6 +100,7 @@ fn only_tunnel(text: &str) -> Tunnel {
 fn wireguard(tunnel: &Tunnel) -> &WireguardTunnel {
     match &tunnel.kind {
         siteward_config::TunnelKind::Wireguard(wg) => wg,
+        other => panic!("not a WireGuard tunnel: {other:?}"),
     }
 }
 
@@ -218,7 +219,7 @@ fn defaults_of_a_tunnel() {
 
 #[test]
 fn the_known_kinds_are_listed() {
-    assert_eq!(TUNNEL_KINDS, ["wireguard"]);
+    assert_eq!(TUNNEL_KINDS, ["wireguard", "ipsec"]);
 }
 
 #[test]
@@ -284,7 +285,7 @@ fn unknown_keys_of_tunnels_and_peers() {
     assert_only_error(
         &one_peer(|t| set(t, "listen", 51820), |p| p),
         "tunnels[0].listen",
-        "unknown key (expected one of name, kind, interface, private_key, private_key_file, listen_port, addresses, mtu, peers)",
+        "unknown key (kind \"wireguard\" takes name, kind, interface, private_key, private_key_file, listen_port, addresses, mtu, peers)",
     );
     assert_only_error(
         &one_peer(|t| t, |p| set(p, "AllowedIPs", "10.0.0.0/8")),
@@ -390,9 +391,9 @@ fn required_keys_of_a_tunnel() {
 #[test]
 fn unknown_kind_lists_the_known_ones() {
     assert_only_error(
-        &one_peer(|t| set(t, "kind", "ipsec"), |p| p),
+        &one_peer(|t| set(t, "kind", "gre"), |p| p),
         "tunnels[0].kind",
-        "unknown kind \"ipsec\" (expected one of wireguard)",
+        "unknown kind \"gre\" (expected one of wireguard, ipsec)",
     );
 }
 
