@@ -660,3 +660,24 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .windows(needle.len())
         .any(|window| window == needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_proposals_parse() {
+        for text in DEFAULT_PROPOSALS {
+            assert_eq!(
+                IkeProposal::parse(text).map(|p| p.to_string()).as_deref(),
+                Ok(*text)
+            );
+        }
+        for text in DEFAULT_ESP_PROPOSALS {
+            assert_eq!(
+                EspProposal::parse(text).map(|p| p.to_string()).as_deref(),
+                Ok(*text)
+            );
+        }
+    }
+}

@@ -342,6 +342,9 @@ pub struct Tunnel {
     pub kind: TunnelKind,
 }
 
+// At most 256 tunnels, built once per load: boxing the larger kind would save little and
+// make every match on it clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum TunnelKind {
     Wireguard(WireguardTunnel),

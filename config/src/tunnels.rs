@@ -722,6 +722,35 @@ mod tests {
     }
 
     #[test]
+    fn common_and_kind_keys_together_are_exactly_the_raw_tunnel_fields() {
+        use std::collections::BTreeSet;
+        let mut listed: BTreeSet<&str> = COMMON_TUNNEL_KEYS.iter().copied().collect();
+        for kind in TUNNEL_KINDS {
+            listed.extend(tunnel_keys_of_kind(kind));
+        }
+        let fields: BTreeSet<&str> = keys_of::<RawTunnel>().iter().copied().collect();
+        assert_eq!(listed, fields);
+
+        // Every key that is not common is noticed when set.
+        let every_key = "name = \"a\"\nkind = \"ipsec\"\ninterface = \"a\"\n\
+            private_key = \"k\"\nprivate_key_file = \"f\"\nlisten_port = 1\n\
+            addresses = []\nmtu = 1400\npeers = []\nlocal_addrs = []\nremote_addrs = []\n\
+            local_id = \"a\"\nremote_id = \"b\"\nauth = \"psk\"\npsk = \"p\"\n\
+            psk_file = \"f\"\ncert_file = \"c\"\nkey_file = \"k\"\nca_file = \"c\"\n\
+            proposals = []\nesp_proposals = []\nlocal_ts = []\nremote_ts = []\n\
+            dpd_delay = \"1s\"\ndpd_action = \"clear\"\nrekey_time = \"1h\"\n\
+            child_rekey_time = \"1h\"\nchild_rekey_bytes = 1\nstart = \"trap\"\n\
+            encap = true\nlocal_port = 1\nremote_port = 1\nfragmentation = true\n";
+        let raw: RawTunnel = toml::from_str(every_key).unwrap();
+        let set: BTreeSet<&str> = raw.kind_keys_set().into_iter().collect();
+        let kind_keys: BTreeSet<&str> = fields
+            .difference(&COMMON_TUNNEL_KEYS.iter().copied().collect())
+            .copied()
+            .collect();
+        assert_eq!(set, kind_keys);
+    }
+
+    #[test]
     fn tunnels_share_local_networks_but_not_destinations() {
         let route = |tunnel, list, net: &str| Route {
             net: net.parse().unwrap(),

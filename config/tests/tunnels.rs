@@ -12,7 +12,7 @@ use siteward_config::{
 };
 use toml::{Table, Value};
 
-use common::{assert_only_error, errors_of, parse_ok, HEAD};
+use common::{assert_errors, assert_only_error, parse_ok, HEAD};
 
 /// A key pair; the public half checked with `wg pubkey`.
 const PRIVATE: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
@@ -113,22 +113,6 @@ fn only_peer(text: &str) -> WireguardPeer {
 
 fn net(text: &str) -> IpNet {
     text.parse().unwrap()
-}
-
-/// Asserts the errors of `text`, in order, as (path, fragment of the message).
-fn assert_errors(text: &str, expected: &[(&str, &str)]) {
-    let errors = errors_of(text);
-    let matches = errors.len() == expected.len()
-        && errors
-            .iter()
-            .zip(expected)
-            .all(|((path, message), (want_path, fragment))| {
-                path == want_path && message.contains(fragment)
-            });
-    assert!(
-        matches,
-        "expected {expected:#?}\nfor\n{text}\ngot {errors:#?}"
-    );
 }
 
 // ---- The model ----------------------------------------------------------------------
