@@ -186,6 +186,8 @@ fn plant_02_has_ipsec_tunnels_with_a_psk_and_with_certificates() {
     );
     let psk = std::fs::read_to_string(examples_dir().join("secrets/ipsec-hq.psk")).unwrap();
     assert_eq!(hq.auth, IpsecAuth::Psk(Secret::new(psk.trim_end())));
+    let readme = std::fs::read_to_string(examples_dir().join("secrets/README.md")).unwrap();
+    assert!(readme.contains(psk.trim_end()), "the PSK is not documented");
     let proposals: Vec<String> = hq.proposals.iter().map(ToString::to_string).collect();
     assert_eq!(
         proposals,
