@@ -12,9 +12,11 @@ use siteward_ike::proposal::{EspProposal, IkeProposal, ProposalError};
 
 use crate::model::{DpdAction, Host, IpsecAuth, IpsecTunnel, StartAction};
 use crate::raw::RawTunnel;
-use crate::tunnels::{addresses, mtu, networks, NetworkList, Route, RouteList};
+use crate::tunnels::{
+    addresses, mtu, networks, unique_entries, within_limit, NetworkList, Route, RouteList,
+};
 use crate::validate::{
-    duration, host, read_bounded, resolve_path, secret_text, Errors, FirstUse, SecretText,
+    duration, host, read_bounded, resolve_path, secret_text, Errors, SecretText,
 };
 use crate::Secret;
 
@@ -190,21 +192,6 @@ pub(crate) fn ipsec(
     })
 }
 
-/// Checks the length of an address list; `false` (reported) if it is too long.
-fn within_limit(list: &[String], path: &str, errors: &mut Errors) -> bool {
-    if list.len() > MAX_ADDRS {
-        errors.push(
-            path,
-            format!(
-                "{} addresses; at most {MAX_ADDRS} are supported",
-                list.len()
-            ),
-        );
-        return false;
-    }
-    true
-}
-
 /// An address that cannot be one end of an IKE SA, with the reason.
 fn unusable(ip: IpAddr, leave_out: &str) -> Option<String> {
     if ip.is_unspecified() {
@@ -217,60 +204,40 @@ fn unusable(ip: IpAddr, leave_out: &str) -> Option<String> {
 }
 
 fn local_addrs(list: &[String], path: &str, errors: &mut Errors) -> Option<Vec<IpAddr>> {
-    if !within_limit(list, path, errors) {
+    if !within_limit(list.len(), (MAX_ADDRS, "addresses", ""), path, errors) {
         return None;
     }
-    let before = errors.0.len();
-    let mut seen = FirstUse::new();
-    let mut addrs = Vec::with_capacity(list.len());
-    for (j, text) in list.iter().enumerate() {
-        let at = format!("{path}[{j}]");
+    unique_entries(list, path, errors, |text, at, errors| {
         let Ok(ip) = text.parse::<IpAddr>() else {
             errors.push(
                 at,
                 format!("\"{text}\" is not an IP address (local_addrs are addresses of this box)"),
             );
-            continue;
+            return None;
         };
         if let Some(why) = unusable(ip, "leave local_addrs out to use any local address") {
             errors.push(at, why);
-            continue;
+            return None;
         }
-        seen.note(ip, &at, at.clone(), format!("address {ip}"), errors);
-        addrs.push(ip);
-    }
-    (errors.0.len() == before).then_some(addrs)
+        Some((ip, format!("address {ip}"), ip))
+    })
 }
 
 fn remote_addrs(list: &[String], path: &str, errors: &mut Errors) -> Option<Vec<Host>> {
-    if !within_limit(list, path, errors) {
+    if !within_limit(list.len(), (MAX_ADDRS, "addresses", ""), path, errors) {
         return None;
     }
-    let before = errors.0.len();
-    let mut seen = FirstUse::new();
-    let mut hosts = Vec::with_capacity(list.len());
-    for (j, text) in list.iter().enumerate() {
-        let at = format!("{path}[{j}]");
-        let Some(peer) = host(text, &at, errors) else {
-            continue;
-        };
+    unique_entries(list, path, errors, |text, at, errors| {
+        let peer = host(text, at, errors)?;
         if let Host::Ip(ip) = peer {
             let leave_out = "leave remote_addrs out (with start = \"respond\") to accept any peer";
             if let Some(why) = unusable(ip, leave_out) {
                 errors.push(at, why);
-                continue;
+                return None;
             }
         }
-        seen.note(
-            peer.clone(),
-            &at,
-            at.clone(),
-            format!("peer {peer}"),
-            errors,
-        );
-        hosts.push(peer);
-    }
-    (errors.0.len() == before).then_some(hosts)
+        Some((peer.clone(), format!("peer {peer}"), peer))
+    })
 }
 
 /// An optional identity; `Some(None)` when not set.
@@ -314,38 +281,21 @@ fn proposal_list<P: Display>(
         );
         return None;
     }
-    if list.len() > MAX_PROPOSALS {
-        errors.push(
-            path,
-            format!(
-                "{} proposals; at most {MAX_PROPOSALS} are supported",
-                list.len()
-            ),
-        );
+    if !within_limit(list.len(), (MAX_PROPOSALS, "proposals", ""), path, errors) {
         return None;
     }
-    let before = errors.0.len();
-    let mut seen = FirstUse::new();
-    let mut parsed = Vec::with_capacity(list.len());
-    for (j, text) in list.iter().enumerate() {
-        let at = format!("{path}[{j}]");
-        match parse(text) {
-            Err(e) => errors.push(at, e.to_string()),
-            Ok(proposal) => {
-                // Compared as printed, so that aliases count as the same.
-                let written = proposal.to_string();
-                seen.note(
-                    written.clone(),
-                    &at,
-                    at.clone(),
-                    format!("proposal {written}"),
-                    errors,
-                );
-                parsed.push(proposal);
-            }
+    unique_entries(list, path, errors, |text, at, errors| match parse(text) {
+        Err(e) => {
+            errors.push(at, e.to_string());
+            None
         }
-    }
-    (errors.0.len() == before).then_some(parsed)
+        Ok(proposal) => {
+            // Compared as printed, so that aliases count as the same.
+            let written = proposal.to_string();
+            let what = format!("proposal {written}");
+            Some((written, what, proposal))
+        }
+    })
 }
 
 /// `local_ts` or `remote_ts` of tunnel `index`: required networks, noted for the overlap

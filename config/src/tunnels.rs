@@ -3,6 +3,7 @@
 //! every kind shares is here (names, kind keys, addresses, MTU, networks and the overlap
 //! check across all tunnels), with the WireGuard kind; IPsec is in [`ipsec`](crate::ipsec).
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -12,7 +13,7 @@ use crate::model::{HostPort, Tunnel, TunnelKind, WireguardPeer, WireguardTunnel,
 use crate::raw::{tunnel_keys_of_kind, RawPeer, RawTunnel};
 use crate::validate::{
     any_key_of, array_of_tables, check_interface_name, check_name, decode_table, duration,
-    host_port, keys_of, kind, required, secret_text, Errors, FirstUse,
+    host_port, keys_of, kind, kind_keys_hint, required, secret_text, Errors, FirstUse,
 };
 use crate::{WgPublicKey, WgSecretKey};
 
@@ -184,24 +185,10 @@ fn tunnel(
     })
 }
 
-/// The keys a tunnel may have, for the unknown-key message: those of its kind if it has a
-/// known one.
+/// The keys a tunnel may have, for the unknown-key message.
 fn tunnel_keys_hint(table: &toml::Table) -> String {
-    match table
-        .get("kind")
-        .and_then(toml::Value::as_str)
-        .filter(|kind| TUNNEL_KINDS.contains(kind))
-    {
-        Some(kind) => {
-            let keys: Vec<&str> = COMMON_TUNNEL_KEYS
-                .iter()
-                .chain(tunnel_keys_of_kind(kind))
-                .copied()
-                .collect();
-            format!("kind \"{kind}\" takes {}", keys.join(", "))
-        }
-        None => format!("expected one of {}", keys_of::<RawTunnel>().join(", ")),
-    }
+    let keys = (COMMON_TUNNEL_KEYS, keys_of::<RawTunnel>());
+    kind_keys_hint(table, TUNNEL_KINDS, keys, tunnel_keys_of_kind)
 }
 
 fn wireguard(
@@ -316,40 +303,68 @@ pub(crate) fn mtu(
     valid
 }
 
-/// The interface's addresses with their prefixes; `None` if one is wrong (reported).
-pub(crate) fn addresses(list: &[String], path: &str, errors: &mut Errors) -> Option<Vec<IpNet>> {
-    if list.len() > MAX_ADDRESSES {
+/// `false` (reported) when a list has more than `max` entries; `scope` follows the limit
+/// in the message (" per peer").
+pub(crate) fn within_limit(
+    len: usize,
+    (max, entries, scope): (usize, &str, &str),
+    path: &str,
+    errors: &mut Errors,
+) -> bool {
+    if len > max {
         errors.push(
             path,
-            format!(
-                "{} addresses; at most {MAX_ADDRESSES} are supported",
-                list.len()
-            ),
+            format!("{len} {entries}; at most {max} are supported{scope}"),
         );
-        return None;
+        return false;
     }
+    true
+}
+
+/// A list's entries as `read` makes them (it reports what is wrong with one), each unique
+/// by the key it gives with the entry (a duplicate is reported, naming the first, as the
+/// `what` it gives); `None` if any is wrong.
+pub(crate) fn unique_entries<K: Eq + Hash, T>(
+    list: &[String],
+    path: &str,
+    errors: &mut Errors,
+    mut read: impl FnMut(&str, &str, &mut Errors) -> Option<(K, String, T)>,
+) -> Option<Vec<T>> {
     let before = errors.0.len();
     let mut seen = FirstUse::new();
-    let mut addresses = Vec::with_capacity(list.len());
+    let mut entries = Vec::with_capacity(list.len());
     for (j, text) in list.iter().enumerate() {
         let at = format!("{path}[{j}]");
-        match cidr(text) {
-            Err(msg) => errors.push(at, msg),
-            Ok(net) if net.addr().is_unspecified() || net.addr().is_multicast() => errors.push(
+        if let Some((key, what, entry)) = read(text, &at, errors) {
+            seen.note(key, &at, at.clone(), what, errors);
+            entries.push(entry);
+        }
+    }
+    (errors.0.len() == before).then_some(entries)
+}
+
+/// The interface's addresses with their prefixes; `None` if one is wrong (reported).
+pub(crate) fn addresses(list: &[String], path: &str, errors: &mut Errors) -> Option<Vec<IpNet>> {
+    if !within_limit(list.len(), (MAX_ADDRESSES, "addresses", ""), path, errors) {
+        return None;
+    }
+    unique_entries(list, path, errors, |text, at, errors| match cidr(text) {
+        Err(msg) => {
+            errors.push(at, msg);
+            None
+        }
+        Ok(net) if net.addr().is_unspecified() || net.addr().is_multicast() => {
+            errors.push(
                 at,
                 format!(
                     "{} cannot be an interface's address (networks routed to a peer go in its allowed_ips)",
                     net.addr()
                 ),
-            ),
-            Ok(net) => {
-                let what = format!("address {}", net.addr());
-                seen.note(net.addr(), &at, at.clone(), what, errors);
-                addresses.push(net);
-            }
+            );
+            None
         }
-    }
-    (errors.0.len() == before).then_some(addresses)
+        Ok(net) => Some((net.addr(), format!("address {}", net.addr()), net)),
+    })
 }
 
 fn peers(
@@ -497,17 +512,8 @@ pub(crate) fn networks(
     kind: &NetworkList,
     errors: &mut Errors,
 ) -> Vec<(usize, IpNet)> {
-    if list.len() > kind.max {
-        errors.push(
-            path,
-            format!(
-                "{} {}; at most {} are supported{}",
-                list.len(),
-                kind.entries,
-                kind.max,
-                kind.limit_scope
-            ),
-        );
+    let limit = (kind.max, kind.entries, kind.limit_scope);
+    if !within_limit(list.len(), limit, path, errors) {
         return Vec::new();
     }
     let mut seen = FirstUse::new();

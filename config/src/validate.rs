@@ -481,23 +481,30 @@ fn checks(table: &toml::Table, base_dir: &Path, errors: &mut Errors) -> Vec<Chec
     checks
 }
 
-/// The keys a check may have, for the unknown-key message: those of its kind if it has
-/// a known one.
+/// The keys a check may have, for the unknown-key message.
 fn check_keys_hint(table: &toml::Table) -> String {
+    let keys = (COMMON_CHECK_KEYS, keys_of::<RawCheck>());
+    kind_keys_hint(table, CHECK_KINDS, keys, keys_of_kind)
+}
+
+/// The keys an entry with a `kind` may have, for the unknown-key message: the `common`
+/// ones and those of its kind if it has a known one, else `every` key.
+pub(crate) fn kind_keys_hint(
+    table: &toml::Table,
+    kinds: &[&str],
+    (common, every): (&[&str], &[&str]),
+    keys_of_kind: fn(&str) -> &'static [&'static str],
+) -> String {
     match table
         .get("kind")
         .and_then(toml::Value::as_str)
-        .filter(|kind| CHECK_KINDS.contains(kind))
+        .filter(|kind| kinds.contains(kind))
     {
         Some(kind) => {
-            let keys: Vec<&str> = COMMON_CHECK_KEYS
-                .iter()
-                .chain(keys_of_kind(kind))
-                .copied()
-                .collect();
+            let keys: Vec<&str> = common.iter().chain(keys_of_kind(kind)).copied().collect();
             format!("kind \"{kind}\" takes {}", keys.join(", "))
         }
-        None => format!("expected one of {}", keys_of::<RawCheck>().join(", ")),
+        None => format!("expected one of {}", every.join(", ")),
     }
 }
 
