@@ -38,6 +38,7 @@ const MIN_CHILD_REKEY_BYTES: i64 = 1 << 20;
 const IKE_PORT: u16 = 500;
 /// Where IKE and ESP move for NAT traversal (RFC 3948); not configurable.
 const NAT_T_PORT: u16 = 4500;
+/// Of `local_addrs` and `remote_addrs`: a few addresses or names per end.
 const MAX_ADDRS: usize = 16;
 /// Proposal numbers are one byte; far fewer are ever useful.
 const MAX_PROPOSALS: usize = 32;
@@ -53,6 +54,8 @@ const TRAFFIC_SELECTORS: NetworkList = NetworkList {
     limit_scope: " (a TS payload carries at most 255)",
 };
 
+/// The `kind = "ipsec"` part of tunnel `index`; its `local_ts` and `remote_ts` go into
+/// `routes` for the overlap check across all tunnels.
 pub(crate) fn ipsec(
     raw: &RawTunnel,
     index: usize,
