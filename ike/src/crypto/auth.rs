@@ -1,0 +1,547 @@
+//! The AUTH payload (RFC 7296 §2.15): what is signed, pre-shared-key MACs, and RFC 7427
+//! digital signatures (RSA PKCS#1 v1.5 and RSASSA-PSS, ECDSA) on ring.
+
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivateKeyDer;
+use subtle::ConstantTimeEq;
+use x509_parser::prelude::{AlgorithmIdentifier, FromDer};
+use x509_parser::signature_algorithm::RsaSsaPssParams;
+use zeroize::Zeroizing;
+
+use super::certs::{strip_leading_zeros, CertKey, EcCurve, PeerCert};
+use super::CryptoError;
+use crate::algorithms::PrfAlg;
+
+/// Auth Method: shared key message integrity code.
+pub const AUTH_SHARED_KEY: u8 = 2;
+/// Auth Method: digital signature, RFC 7427.
+pub const AUTH_DIGITAL_SIGNATURE: u8 = 14; // RFC 7427
+
+/// InitiatorSignedOctets / ResponderSignedOctets (§2.15): RealMessage | NonceOfPeer | prf(SK_px, IDx'),
+/// where id_body is the ID payload body (ID type, 3 reserved bytes, identification data).
+pub fn signed_octets(
+    prf: PrfAlg,
+    message: &[u8],
+    peer_nonce: &[u8],
+    sk_p: &[u8],
+    id_body: &[u8],
+) -> Vec<u8> {
+    let id_mac = prf.compute(sk_p, &[id_body]);
+    [message, peer_nonce, &id_mac].concat()
+}
+
+const KEY_PAD: &[u8] = b"Key Pad for IKEv2";
+
+/// prf(prf(Shared Secret, "Key Pad for IKEv2"), octets)
+pub fn psk_auth(prf: PrfAlg, psk: &[u8], octets: &[u8]) -> Vec<u8> {
+    let padded_key = Zeroizing::new(prf.compute(psk, &[KEY_PAD]));
+    prf.compute(&padded_key, &[octets])
+}
+
+/// Checks a received PSK AUTH value in constant time.
+pub fn verify_psk(
+    prf: PrfAlg,
+    psk: &[u8],
+    octets: &[u8],
+    received: &[u8],
+) -> Result<(), CryptoError> {
+    let expected = psk_auth(prf, psk, octets);
+    // The length is public (the PRF's output length); only the contents need constant time.
+    if expected.len() == received.len() && bool::from(expected.ct_eq(received)) {
+        Ok(())
+    } else {
+        Err(CryptoError::Authentication("pre-shared key AUTH"))
+    }
+}
+
+/// RFC 7427 hash algorithm numbers (for the SIGNATURE_HASH_ALGORITHMS notify, 16431).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureHash {
+    Sha256 = 2,
+    Sha384 = 3,
+    Sha512 = 4,
+}
+
+impl SignatureHash {
+    /// What Siteward announces in its SIGNATURE_HASH_ALGORITHMS notify.
+    pub const ALL: [SignatureHash; 3] = [
+        SignatureHash::Sha256,
+        SignatureHash::Sha384,
+        SignatureHash::Sha512,
+    ];
+
+    pub fn id(self) -> u16 {
+        self as u16
+    }
+
+    /// `None` for hashes Siteward does not sign with (SHA-1, Identity, ...).
+    pub fn from_id(id: u16) -> Option<SignatureHash> {
+        SignatureHash::ALL.into_iter().find(|hash| hash.id() == id)
+    }
+}
+
+/// Our private key for AUTH method 14.
+pub struct SigningKey {
+    key: PrivateKey,
+    rng: SystemRandom,
+}
+
+enum PrivateKey {
+    Rsa(RsaKeyPair),
+    Ecdsa(EcdsaKeyPair, EcCurve),
+}
+
+// RFC 7427 Appendix A: the AlgorithmIdentifier DER for each signature Siteward makes.
+const SHA256_WITH_RSA: &[u8] = &[
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
+];
+const SHA384_WITH_RSA: &[u8] = &[
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c, 0x05, 0x00,
+];
+const SHA512_WITH_RSA: &[u8] = &[
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d, 0x05, 0x00,
+];
+const ECDSA_WITH_SHA256: &[u8] = &[
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+];
+const ECDSA_WITH_SHA384: &[u8] = &[
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03,
+];
+
+// DER of the OIDs private key files carry.
+const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+
+impl SigningKey {
+    /// RSA (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`) or ECDSA P-256/P-384 (SEC1
+    /// `EC PRIVATE KEY` or PKCS#8). Errors describe the problem, never the key.
+    pub fn from_pem(pem: &[u8]) -> Result<SigningKey, CryptoError> {
+        let rng = SystemRandom::new();
+        let der = PrivateKeyDer::from_pem_slice(pem).map_err(|_| {
+            CryptoError::PrivateKey(
+                "no readable RSA PRIVATE KEY, EC PRIVATE KEY or PRIVATE KEY block".into(),
+            )
+        })?;
+        let rejected = |what: &str, e: ring::error::KeyRejected| {
+            CryptoError::PrivateKey(format!("{what} key rejected: {e}"))
+        };
+        let key = match &der {
+            PrivateKeyDer::Pkcs1(pkcs1) => PrivateKey::Rsa(
+                RsaKeyPair::from_der(pkcs1.secret_pkcs1_der()).map_err(|e| rejected("RSA", e))?,
+            ),
+            PrivateKeyDer::Sec1(sec1) => ecdsa_key(sec1.secret_sec1_der(), None, &rng)?,
+            PrivateKeyDer::Pkcs8(pkcs8) => {
+                let pkcs8 = pkcs8.secret_pkcs8_der();
+                let (algorithm, parameter, private_key) = pkcs8_parts(pkcs8).ok_or_else(|| {
+                    CryptoError::PrivateKey("malformed PKCS#8 PRIVATE KEY".into())
+                })?;
+                match algorithm {
+                    OID_RSA_ENCRYPTION => PrivateKey::Rsa(
+                        RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| rejected("RSA", e))?,
+                    ),
+                    OID_EC_PUBLIC_KEY => ecdsa_key(private_key, parameter, &rng)?,
+                    other => {
+                        return Err(CryptoError::PrivateKey(format!(
+                            "unsupported key algorithm (OID {}); use RSA or ECDSA P-256/P-384",
+                            oid_text(other)
+                        )))
+                    }
+                }
+            }
+            _ => {
+                return Err(CryptoError::PrivateKey(
+                    "unsupported private key format".into(),
+                ))
+            }
+        };
+        Ok(SigningKey { key, rng })
+    }
+
+    /// The AUTH payload data for method 14: 1-byte length | AlgorithmIdentifier DER | signature.
+    /// RSA: sha256/384/512WithRSAEncryption (PKCS#1 v1.5) picked from `peer_hashes` (the peer's
+    /// SIGNATURE_HASH_ALGORITHMS; prefer SHA-256 if present; SHA-256 if the peer sent none);
+    /// ECDSA: ecdsa-with-SHA256 for P-256, -SHA384 for P-384 (DER signature).
+    pub fn sign(
+        &self,
+        octets: &[u8],
+        peer_hashes: &[SignatureHash],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let failed = |what: &str| CryptoError::Invalid(format!("{what} signing failed"));
+        let (algorithm, signature) = match &self.key {
+            PrivateKey::Rsa(pair) => {
+                let hash = [
+                    SignatureHash::Sha256,
+                    SignatureHash::Sha384,
+                    SignatureHash::Sha512,
+                ]
+                .into_iter()
+                .find(|hash| peer_hashes.contains(hash))
+                .unwrap_or(SignatureHash::Sha256);
+                let (algorithm, padding): (_, &'static dyn signature::RsaEncoding) = match hash {
+                    SignatureHash::Sha256 => (SHA256_WITH_RSA, &signature::RSA_PKCS1_SHA256),
+                    SignatureHash::Sha384 => (SHA384_WITH_RSA, &signature::RSA_PKCS1_SHA384),
+                    SignatureHash::Sha512 => (SHA512_WITH_RSA, &signature::RSA_PKCS1_SHA512),
+                };
+                let mut signature = vec![0u8; pair.public().modulus_len()];
+                pair.sign(padding, &self.rng, octets, &mut signature)
+                    .map_err(|_| failed("RSA"))?;
+                (algorithm, signature)
+            }
+            PrivateKey::Ecdsa(pair, curve) => {
+                let algorithm = match curve {
+                    EcCurve::P256 => ECDSA_WITH_SHA256,
+                    EcCurve::P384 => ECDSA_WITH_SHA384,
+                };
+                let signature = pair.sign(&self.rng, octets).map_err(|_| failed("ECDSA"))?;
+                (algorithm, signature.as_ref().to_vec())
+            }
+        };
+        let mut auth_data = Vec::with_capacity(1 + algorithm.len() + signature.len());
+        auth_data.push(algorithm.len() as u8);
+        auth_data.extend_from_slice(algorithm);
+        auth_data.extend_from_slice(&signature);
+        Ok(auth_data)
+    }
+
+    /// Whether this key's certificate public key matches (checked when the tunnel starts).
+    pub fn matches_certificate(&self, cert: &PeerCert) -> bool {
+        match (&self.key, cert.key()) {
+            (PrivateKey::Rsa(pair), CertKey::Rsa { modulus, exponent }) => {
+                let public = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
+                strip_leading_zeros(&public.n) == modulus.as_slice()
+                    && strip_leading_zeros(&public.e) == exponent.as_slice()
+            }
+            (
+                PrivateKey::Ecdsa(pair, curve),
+                CertKey::Ec {
+                    curve: cert_curve,
+                    point,
+                },
+            ) => curve == cert_curve && pair.public_key().as_ref() == point.as_slice(),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.key {
+            PrivateKey::Rsa(_) => "RSA",
+            PrivateKey::Ecdsa(_, EcCurve::P256) => "ECDSA P-256",
+            PrivateKey::Ecdsa(_, EcCurve::P384) => "ECDSA P-384",
+        };
+        write!(f, "SigningKey({kind}, ***)")
+    }
+}
+
+/// An ECDSA key from a SEC1 ECPrivateKey. ring takes only PKCS#8 with the public key
+/// inside, which SEC1 files may lack, so the key is rebuilt in that form from the scalar.
+/// `pkcs8_curve` is the curve OID from a PKCS#8 wrapper, if any.
+fn ecdsa_key(
+    sec1: &[u8],
+    pkcs8_curve: Option<&[u8]>,
+    rng: &SystemRandom,
+) -> Result<PrivateKey, CryptoError> {
+    let malformed = || CryptoError::PrivateKey("malformed EC PRIVATE KEY".into());
+    let (scalar, sec1_curve) = sec1_parts(sec1).ok_or_else(malformed)?;
+    let curve = match pkcs8_curve.or(sec1_curve) {
+        Some(OID_P256) => EcCurve::P256,
+        Some(OID_P384) => EcCurve::P384,
+        Some(other) => {
+            return Err(CryptoError::PrivateKey(format!(
+                "unsupported curve (OID {}); use P-256 or P-384",
+                oid_text(other)
+            )))
+        }
+        None if scalar.len() == 32 => EcCurve::P256,
+        None if scalar.len() == 48 => EcCurve::P384,
+        None => return Err(malformed()),
+    };
+    let invalid_scalar = || CryptoError::PrivateKey("EC private scalar out of range".into());
+    // The scalar at the curve's field length, and the uncompressed public point.
+    let (scalar, point, curve_oid, signing) = match curve {
+        EcCurve::P256 => {
+            let secret = p256::SecretKey::from_slice(scalar).map_err(|_| invalid_scalar())?;
+            let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+                &secret.public_key(),
+                false,
+            );
+            (
+                Zeroizing::new(secret.to_bytes().to_vec()),
+                point.as_bytes().to_vec(),
+                OID_P256,
+                &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            )
+        }
+        EcCurve::P384 => {
+            let secret = p384::SecretKey::from_slice(scalar).map_err(|_| invalid_scalar())?;
+            let point = p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+                &secret.public_key(),
+                false,
+            );
+            (
+                Zeroizing::new(secret.to_bytes().to_vec()),
+                point.as_bytes().to_vec(),
+                OID_P384,
+                &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+            )
+        }
+    };
+    // ECPrivateKey { version 1, privateKey, [1] publicKey } inside PKCS#8 (RFC 5915, 5208).
+    let public_bits = der(0x03, &[&[0u8][..], &point].concat());
+    let ec_private_key = Zeroizing::new(der(
+        0x30,
+        &[
+            &der(0x02, &[1])[..],
+            &Zeroizing::new(der(0x04, &scalar)),
+            &der(0xa1, &public_bits),
+        ]
+        .concat(),
+    ));
+    let algorithm = der(
+        0x30,
+        &[der(0x06, OID_EC_PUBLIC_KEY), der(0x06, curve_oid)].concat(),
+    );
+    let pkcs8 = Zeroizing::new(der(
+        0x30,
+        &Zeroizing::new(
+            [
+                &der(0x02, &[0])[..],
+                &algorithm,
+                &Zeroizing::new(der(0x04, &ec_private_key)),
+            ]
+            .concat(),
+        ),
+    ));
+    let pair = EcdsaKeyPair::from_pkcs8(signing, &pkcs8, rng)
+        .map_err(|e| CryptoError::PrivateKey(format!("ECDSA key rejected: {e}")))?;
+    Ok(PrivateKey::Ecdsa(pair, curve))
+}
+
+/// From a PKCS#8 PrivateKeyInfo: the algorithm OID, its OID parameter (the curve, for EC
+/// keys) and the privateKey contents.
+fn pkcs8_parts(pkcs8: &[u8]) -> Option<(&[u8], Option<&[u8]>, &[u8])> {
+    let (0x30, info, _) = der_element(pkcs8)? else {
+        return None;
+    };
+    let (0x02, _version, rest) = der_element(info)? else {
+        return None;
+    };
+    let (0x30, algorithm, rest) = der_element(rest)? else {
+        return None;
+    };
+    let (0x04, private_key, _) = der_element(rest)? else {
+        return None;
+    };
+    let (0x06, oid, parameters) = der_element(algorithm)? else {
+        return None;
+    };
+    let parameter = match der_element(parameters) {
+        Some((0x06, curve, _)) => Some(curve),
+        _ => None,
+    };
+    Some((oid, parameter, private_key))
+}
+
+/// From a SEC1 ECPrivateKey: the private scalar and the curve OID if the key names it.
+fn sec1_parts(sec1: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let (0x30, key, _) = der_element(sec1)? else {
+        return None;
+    };
+    let (0x02, [1], rest) = der_element(key)? else {
+        return None;
+    };
+    let (0x04, scalar, rest) = der_element(rest)? else {
+        return None;
+    };
+    let curve = match der_element(rest) {
+        Some((0xa0, parameters, _)) => match der_element(parameters) {
+            Some((0x06, oid, _)) => Some(oid),
+            _ => None,
+        },
+        _ => None,
+    };
+    Some((scalar, curve))
+}
+
+/// One DER element of `input`: its tag, its contents, and what follows it. `None` if the
+/// header or length is malformed or runs past the input.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let (len_bytes, rest) = rest.split_at_checked(count)?;
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |len, &byte| (len << 8) | usize::from(byte));
+        (len, rest)
+    };
+    let (contents, rest) = rest.split_at_checked(len)?;
+    Some((tag, contents, rest))
+}
+
+/// A DER element with a definite length.
+fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(contents.len() + 6);
+    out.push(tag);
+    let len = contents.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let significant = strip_leading_zeros(&bytes);
+        out.push(0x80 | significant.len() as u8);
+        out.extend_from_slice(significant);
+    }
+    out.extend_from_slice(contents);
+    out
+}
+
+/// An OID's DER contents in dotted form, for error messages.
+fn oid_text(oid: &[u8]) -> String {
+    x509_parser::der_parser::oid::Oid::new(oid.into()).to_id_string()
+}
+
+/// The signature schemes RFC 7427 AUTH data may name, as Siteward checks them.
+enum Scheme {
+    RsaPkcs1(&'static signature::RsaParameters),
+    RsaPss(&'static signature::RsaParameters),
+    Ecdsa {
+        p256: &'static signature::EcdsaVerificationAlgorithm,
+        p384: &'static signature::EcdsaVerificationAlgorithm,
+    },
+}
+
+const OID_SHA256: &str = "2.16.840.1.101.3.4.2.1";
+const OID_SHA384: &str = "2.16.840.1.101.3.4.2.2";
+const OID_SHA512: &str = "2.16.840.1.101.3.4.2.3";
+const OID_MGF1: &str = "1.2.840.113549.1.1.8";
+const OID_RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
+
+/// Verifies AUTH method-14 data against the certificate's public key. Accepts
+/// sha256/384/512WithRSAEncryption, RSASSA-PSS (SHA-256/384/512), ecdsa-with-SHA256/384/512
+/// as ring can verify them; anything else is an error naming the algorithm OID.
+pub fn verify_signature(
+    cert: &PeerCert,
+    auth_data: &[u8],
+    octets: &[u8],
+) -> Result<(), CryptoError> {
+    let malformed = |why: &str| CryptoError::Invalid(format!("signature AUTH data: {why}"));
+    let (&algorithm_len, rest) = auth_data.split_first().ok_or_else(|| malformed("empty"))?;
+    let (algorithm_der, signature) = rest
+        .split_at_checked(usize::from(algorithm_len))
+        .ok_or_else(|| malformed("shorter than its AlgorithmIdentifier length"))?;
+    if signature.is_empty() {
+        return Err(malformed("no signature after the AlgorithmIdentifier"));
+    }
+    let algorithm = match AlgorithmIdentifier::from_der(algorithm_der) {
+        Ok((rest, algorithm)) if rest.is_empty() => algorithm,
+        _ => return Err(malformed("AlgorithmIdentifier is not valid DER")),
+    };
+    let oid = algorithm.algorithm.to_id_string();
+    let scheme = match oid.as_str() {
+        "1.2.840.113549.1.1.11" => Scheme::RsaPkcs1(&signature::RSA_PKCS1_2048_8192_SHA256),
+        "1.2.840.113549.1.1.12" => Scheme::RsaPkcs1(&signature::RSA_PKCS1_2048_8192_SHA384),
+        "1.2.840.113549.1.1.13" => Scheme::RsaPkcs1(&signature::RSA_PKCS1_2048_8192_SHA512),
+        OID_RSASSA_PSS => Scheme::RsaPss(pss_parameters(&algorithm)?),
+        "1.2.840.10045.4.3.2" => Scheme::Ecdsa {
+            p256: &signature::ECDSA_P256_SHA256_ASN1,
+            p384: &signature::ECDSA_P384_SHA256_ASN1,
+        },
+        "1.2.840.10045.4.3.3" => Scheme::Ecdsa {
+            p256: &signature::ECDSA_P256_SHA384_ASN1,
+            p384: &signature::ECDSA_P384_SHA384_ASN1,
+        },
+        "1.2.840.10045.4.3.4" => {
+            return Err(CryptoError::UnsupportedAlgorithm(
+                "ecdsa-with-SHA512 (1.2.840.10045.4.3.4)".into(),
+            ))
+        }
+        _ => return Err(CryptoError::UnsupportedAlgorithm(oid)),
+    };
+    let does_not_verify = |_| CryptoError::Authentication("signature AUTH");
+    match (scheme, cert.key()) {
+        (
+            Scheme::RsaPkcs1(parameters) | Scheme::RsaPss(parameters),
+            CertKey::Rsa { modulus, exponent },
+        ) => {
+            let bits = modulus.len() * 8;
+            if bits < 2048 {
+                return Err(CryptoError::Invalid(format!(
+                    "the certificate's RSA key has about {bits} bits; at least 2048 are required"
+                )));
+            }
+            RsaPublicKeyComponents {
+                n: modulus.as_slice(),
+                e: exponent.as_slice(),
+            }
+            .verify(parameters, octets, signature)
+            .map_err(does_not_verify)
+        }
+        (Scheme::Ecdsa { p256, p384 }, CertKey::Ec { curve, point }) => {
+            let algorithm = match curve {
+                EcCurve::P256 => p256,
+                EcCurve::P384 => p384,
+            };
+            signature::UnparsedPublicKey::new(algorithm, point)
+                .verify(octets, signature)
+                .map_err(does_not_verify)
+        }
+        (_, CertKey::Other(key_algorithm)) => Err(CryptoError::UnsupportedAlgorithm(format!(
+            "certificate key {key_algorithm}"
+        ))),
+        (_, _) => Err(CryptoError::Invalid(format!(
+            "signature algorithm {oid} does not fit the certificate's key type"
+        ))),
+    }
+}
+
+/// ring verifies RSASSA-PSS with MGF1 over the same hash and a salt as long as the hash,
+/// the parameters strongSwan and OpenSSL use by default.
+fn pss_parameters(
+    algorithm: &AlgorithmIdentifier<'_>,
+) -> Result<&'static signature::RsaParameters, CryptoError> {
+    let unsupported = |detail: String| {
+        CryptoError::UnsupportedAlgorithm(format!("RSASSA-PSS ({OID_RSASSA_PSS}) with {detail}"))
+    };
+    let parameters = algorithm
+        .parameters
+        .as_ref()
+        .and_then(|any| RsaSsaPssParams::try_from(any).ok())
+        .ok_or_else(|| unsupported("missing or malformed parameters".into()))?;
+    let hash = parameters.hash_algorithm_oid().to_id_string();
+    let (ring_parameters, hash_len): (&'static signature::RsaParameters, u32) = match hash.as_str()
+    {
+        OID_SHA256 => (&signature::RSA_PSS_2048_8192_SHA256, 32),
+        OID_SHA384 => (&signature::RSA_PSS_2048_8192_SHA384, 48),
+        OID_SHA512 => (&signature::RSA_PSS_2048_8192_SHA512, 64),
+        _ => return Err(unsupported(format!("hash {hash}"))),
+    };
+    let mask = parameters
+        .mask_gen_algorithm()
+        .map_err(|_| unsupported("a malformed mask generation function".into()))?;
+    if mask.mgf.to_id_string() != OID_MGF1 || mask.hash.to_id_string() != hash {
+        return Err(unsupported(format!(
+            "mask generation {} over {}",
+            mask.mgf.to_id_string(),
+            mask.hash.to_id_string()
+        )));
+    }
+    if parameters.salt_length() != hash_len || parameters.trailer_field() != 1 {
+        return Err(unsupported(format!(
+            "salt length {} (only the hash length, {hash_len}, is supported)",
+            parameters.salt_length()
+        )));
+    }
+    Ok(ring_parameters)
+}
