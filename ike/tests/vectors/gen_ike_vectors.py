@@ -4,8 +4,10 @@ Python's standard hmac/hashlib/pow and the `cryptography` package, independently
 Rust code. The printed constants are pasted into the unit tests of
 ike/src/crypto/{keys,dh,auth,certs}.rs; rerun and re-paste if an input changes.
 
-The RSA-PSS key, certificate and signature are freshly random on each run (the test only
-needs one valid triple); everything else is deterministic.
+It also writes test-only private keys (RSA PKCS#1 and PKCS#8, P-256 SEC1 and PKCS#8,
+P-384 SEC1 without its public key and PKCS#8) and a self-signed certificate for the RSA key
+next to itself. Those keys and the RSA-PSS signature are freshly random on each run (the
+tests only need one consistent set); everything else is deterministic.
 
 It also checks the RFC 7748 and RFC 5903 vectors typed into the DH tests against the
 `cryptography` package, so a typo there fails here first.
@@ -13,15 +15,18 @@ It also checks the RFC 7748 and RFC 5903 vectors typed into the DH tests against
 Usage: python3 ike/tests/vectors/gen_ike_vectors.py
 """
 
+import base64
 import datetime
 import hashlib
 import hmac
+import os
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
 from cryptography.x509.oid import NameOID
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 
 
@@ -219,9 +224,63 @@ def der(tag, content):
     return bytes([tag, 0x80 | len(encoded)]) + encoded + content
 
 
-def pss_vectors():
-    print("// auth.rs (RSASSA-PSS) and certs.rs (CERTREQ)")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def write_pem(name, data):
+    with open(os.path.join(HERE, name), "wb") as file:
+        file.write(data)
+
+
+def key_files():
+    """Test-only private keys in each format SigningKey reads, written next to this script.
+    rcgen (ring) cannot generate RSA keys, and writes only PKCS#8."""
+    print("// key files written: rsa2048.pkcs1.pem rsa2048.pkcs8.pem p256.sec1.pem")
+    print("//   p256.pkcs8.pem p384.sec1-no-public.pem p384.pkcs8.pem pss-cert.pem")
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    write_pem(
+        "rsa2048.pkcs1.pem",
+        rsa_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ),
+    )
+    write_pem("rsa2048.pkcs8.pem", pkcs8_pem(rsa_key))
+
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    write_pem(
+        "p256.sec1.pem",
+        p256.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ),
+    )
+    write_pem("p256.pkcs8.pem", pkcs8_pem(p256))
+
+    # SEC1 ECPrivateKey { 1, privateKey, [0] secp384r1 } without the optional public key.
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    scalar = p384.private_numbers().private_value.to_bytes(48, "big")
+    sec1 = der(
+        0x30,
+        der(0x02, b"\x01") + der(0x04, scalar) + der(0xA0, der(0x06, bytes.fromhex("2b81040022"))),
+    )
+    body = base64.encodebytes(sec1).decode().replace("\n", "")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    text = "-----BEGIN EC PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END EC PRIVATE KEY-----\n"
+    write_pem("p384.sec1-no-public.pem", text.encode())
+    write_pem("p384.pkcs8.pem", pkcs8_pem(p384))
+    return rsa_key
+
+
+def pkcs8_pem(key):
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def pss_vectors(key):
+    print("// auth.rs (RSASSA-PSS) and certs.rs (CERTREQ), for pss-cert.pem (the RSA key)")
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pss.example.net")])
     now = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
     cert = (
@@ -235,6 +294,7 @@ def pss_vectors():
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
+    write_pem("pss-cert.pem", cert.public_bytes(serialization.Encoding.PEM))
     # RFC 7427 AlgorithmIdentifier for RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32.
     sha256 = der(0x30, der(0x06, bytes.fromhex("608648016503040201")) + der(0x05, b""))
     mgf1 = der(0x30, der(0x06, bytes.fromhex("2a864886f70d010108")) + sha256)
@@ -247,7 +307,6 @@ def pss_vectors():
         hashes.SHA256(),
     )
     auth_data = bytes([len(algorithm)]) + algorithm + signature
-    print('const PSS_CERT_PEM: &str = r"' + cert.public_bytes(serialization.Encoding.PEM).decode() + '";')
     print(f'const PSS_OCTETS: &[u8] = b"{octets.decode()}";')
     rust_const("PSS_AUTH_DATA", auth_data)
     spki = key.public_key().public_bytes(
@@ -260,4 +319,4 @@ if __name__ == "__main__":
     keys_vectors()
     dh_vectors()
     auth_vectors()
-    pss_vectors()
+    pss_vectors(key_files())
