@@ -545,3 +545,291 @@ fn pss_parameters(
     }
     Ok(ring_parameters)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::certs::certs_from_pem;
+    use crate::crypto::keys::tests::{pattern, unhex};
+
+    // Expected values: the output of ike/tests/vectors/gen_ike_vectors.py (Python hmac),
+    // pasted unchanged.
+    const PSK_SIGNED_OCTETS: &str = "\
+    202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f\
+    404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f\
+    606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f\
+    808182838485868788898a8b8c8d8e8f9091929394959697a0a3a6a9acafb2b5\
+    b8bbbec1c4c7cacdd0d3d6d9dcdfe2e5e8ebeef1f4f7fafda8f23f4ec8a8268c\
+    1606bc4958f2c2e1c2832ea538947d0cc810bb11750653bd";
+    const PSK_AUTH: &str = "0eac2e04212adc30faacfe56ea5e03241e478de5241dcaec06c3f681ef6f79f1";
+
+    #[test]
+    fn psk_auth_known_answer() {
+        let id_body = [&[2u8, 0, 0, 0][..], b"gw1.example.net"].concat();
+        let octets = signed_octets(
+            PrfAlg::HmacSha256,
+            &pattern(120, 0x20, 1),
+            &pattern(32, 0xA0, 3),
+            &pattern(32, 0x44, 7),
+            &id_body,
+        );
+        assert_eq!(hex::encode(&octets), PSK_SIGNED_OCTETS);
+        let psk = b"correct horse battery staple";
+        let auth = psk_auth(PrfAlg::HmacSha256, psk, &octets);
+        assert_eq!(hex::encode(&auth), PSK_AUTH);
+        assert_eq!(verify_psk(PrfAlg::HmacSha256, psk, &octets, &auth), Ok(()));
+    }
+
+    #[test]
+    fn wrong_psk_auth_is_rejected() {
+        let octets = b"signed octets";
+        let auth = psk_auth(PrfAlg::HmacSha384, b"secret", octets);
+        let fails = |psk: &[u8], octets: &[u8], received: &[u8]| {
+            verify_psk(PrfAlg::HmacSha384, psk, octets, received)
+                == Err(CryptoError::Authentication("pre-shared key AUTH"))
+        };
+        assert!(fails(b"Secret", octets, &auth));
+        assert!(fails(b"secret", b"signed octetz", &auth));
+        assert!(fails(b"secret", octets, &auth[..auth.len() - 1]));
+        assert!(fails(b"secret", octets, &[]));
+        let mut flipped = auth.clone();
+        flipped[0] ^= 0x80;
+        assert!(fails(b"secret", octets, &flipped));
+    }
+
+    /// A self-signed certificate for `key` (rcgen), parsed.
+    fn cert_for(key: &rcgen::KeyPair) -> PeerCert {
+        let cert = rcgen::CertificateParams::new(vec!["gw1.example.net".to_string()])
+            .unwrap()
+            .self_signed(key)
+            .unwrap();
+        PeerCert::from_der(cert.der().to_vec()).unwrap()
+    }
+
+    const RSA_PKCS8: &str = include_str!("../../tests/vectors/rsa2048.pkcs8.pem");
+    const RSA_PKCS1: &str = include_str!("../../tests/vectors/rsa2048.pkcs1.pem");
+    const P256_SEC1: &str = include_str!("../../tests/vectors/p256.sec1.pem");
+    const P256_PKCS8: &str = include_str!("../../tests/vectors/p256.pkcs8.pem");
+    const P384_SEC1_NO_PUBLIC: &str = include_str!("../../tests/vectors/p384.sec1-no-public.pem");
+    const P384_PKCS8: &str = include_str!("../../tests/vectors/p384.pkcs8.pem");
+    const PSS_CERT: &str = include_str!("../../tests/vectors/pss-cert.pem");
+
+    /// (name, signing key PEM, rcgen key for the certificate, expected AlgorithmIdentifier)
+    fn signing_keys() -> Vec<(&'static str, String, rcgen::KeyPair, &'static [u8])> {
+        let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        vec![
+            (
+                "RSA PKCS#8",
+                RSA_PKCS8.into(),
+                rcgen::KeyPair::from_pem(RSA_PKCS8).unwrap(),
+                SHA256_WITH_RSA,
+            ),
+            (
+                "RSA PKCS#1",
+                RSA_PKCS1.into(),
+                rcgen::KeyPair::from_pem(RSA_PKCS8).unwrap(),
+                SHA256_WITH_RSA,
+            ),
+            ("P-256 rcgen", p256.serialize_pem(), p256, ECDSA_WITH_SHA256),
+            ("P-384 rcgen", p384.serialize_pem(), p384, ECDSA_WITH_SHA384),
+            (
+                "P-256 SEC1",
+                P256_SEC1.into(),
+                rcgen::KeyPair::from_pem(P256_PKCS8).unwrap(),
+                ECDSA_WITH_SHA256,
+            ),
+            (
+                "P-384 SEC1 without public key",
+                P384_SEC1_NO_PUBLIC.into(),
+                rcgen::KeyPair::from_pem(P384_PKCS8).unwrap(),
+                ECDSA_WITH_SHA384,
+            ),
+        ]
+    }
+
+    #[test]
+    fn rfc7427_signatures_verify_and_tampering_fails() {
+        let octets = pattern(300, 0x11, 7);
+        for (name, pem, rcgen_key, algorithm) in signing_keys() {
+            let key = SigningKey::from_pem(pem.as_bytes()).unwrap();
+            let cert = cert_for(&rcgen_key);
+            assert!(key.matches_certificate(&cert), "{name}");
+            let auth = key.sign(&octets, &SignatureHash::ALL).unwrap();
+            assert_eq!(usize::from(auth[0]), algorithm.len(), "{name}");
+            assert_eq!(&auth[1..=algorithm.len()], algorithm, "{name}");
+            assert_eq!(verify_signature(&cert, &auth, &octets), Ok(()), "{name}");
+
+            let mut tampered_octets = octets.clone();
+            tampered_octets[150] ^= 1;
+            assert_eq!(
+                verify_signature(&cert, &auth, &tampered_octets),
+                Err(CryptoError::Authentication("signature AUTH")),
+                "{name}"
+            );
+            let mut tampered_signature = auth.clone();
+            let last = tampered_signature.len() - 1;
+            tampered_signature[last] ^= 1;
+            assert!(
+                verify_signature(&cert, &tampered_signature, &octets).is_err(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_do_not_match_other_certificates() {
+        let keys = signing_keys();
+        let certs: Vec<PeerCert> = keys.iter().map(|(_, _, key, _)| cert_for(key)).collect();
+        for (index, (name, pem, _, _)) in keys.iter().enumerate() {
+            let key = SigningKey::from_pem(pem.as_bytes()).unwrap();
+            for (other, cert) in certs.iter().enumerate() {
+                // The two RSA entries share one key.
+                let same_key = index == other || (index < 2 && other < 2);
+                assert_eq!(key.matches_certificate(cert), same_key, "{name} vs {other}");
+            }
+        }
+    }
+
+    #[test]
+    fn rsa_hash_follows_the_peers_list() {
+        let key = SigningKey::from_pem(RSA_PKCS8.as_bytes()).unwrap();
+        let cert = certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0);
+        let cert = PeerCert::from_der(cert).unwrap();
+        for (peer_hashes, expected) in [
+            (&[][..], SHA256_WITH_RSA),
+            (
+                &[SignatureHash::Sha512, SignatureHash::Sha256][..],
+                SHA256_WITH_RSA,
+            ),
+            (
+                &[SignatureHash::Sha512, SignatureHash::Sha384][..],
+                SHA384_WITH_RSA,
+            ),
+            (&[SignatureHash::Sha512][..], SHA512_WITH_RSA),
+        ] {
+            let auth = key.sign(b"octets", peer_hashes).unwrap();
+            assert_eq!(&auth[1..=expected.len()], expected, "{peer_hashes:?}");
+            assert_eq!(verify_signature(&cert, &auth, b"octets"), Ok(()));
+        }
+    }
+
+    // RSASSA-PSS (SHA-256, MGF1-SHA-256, salt 32) made by Python's `cryptography` with the key
+    // of pss-cert.pem: the output of ike/tests/vectors/gen_ike_vectors.py, pasted unchanged.
+    const PSS_OCTETS: &[u8] = b"IKE_AUTH signed octets for the RSASSA-PSS known answer";
+    const PSS_AUTH_DATA: &str = "\
+    43304106092a864886f70d01010a3034a00f300d060960864801650304020105\
+    00a11c301a06092a864886f70d010108300d06096086480165030402010500a2\
+    030201204134de3c78c6ab52982f70747ecf192d26d662ad1a15a641ed4bfc69\
+    82f018b80b6fb86d608588171107ceed09be0236403bb7163e30acbaabc9479a\
+    f7e64beb46d5739e1304e21fa918fcaa34b2f259dc7478bbfe1fbf9007cfacfa\
+    d31a045cf413eb885e5c6a4dfaf180064809f07efc38deb74754f2afbfb574f4\
+    82ce1fd015bf5cd086ce83fadad60e300e6f66a229e5f14e763044c3f4df61da\
+    0caf9d0a11bd4059a9e1bc653840a65823cc03f16a6f409adf317a7fd4e43ea3\
+    fc6560bc3b3639465d0a120184ce60a9556ed6378181e8fa39f61db1432aa871\
+    a3a6ed292b62f26c43fe98587e848d6eca0a3e1d0fbf72021f6aedae5460f6e5\
+    f07f79f2";
+
+    #[test]
+    fn rsassa_pss_from_python_verifies() {
+        let cert =
+            PeerCert::from_der(certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0)).unwrap();
+        let auth = unhex(PSS_AUTH_DATA);
+        assert_eq!(verify_signature(&cert, &auth, PSS_OCTETS), Ok(()));
+        assert_eq!(
+            verify_signature(&cert, &auth, b"other octets"),
+            Err(CryptoError::Authentication("signature AUTH"))
+        );
+        // The same key signs PKCS#1 v1.5 for us, and matches the certificate.
+        assert!(SigningKey::from_pem(RSA_PKCS1.as_bytes())
+            .unwrap()
+            .matches_certificate(&cert));
+    }
+
+    #[test]
+    fn unsupported_or_malformed_auth_data_is_an_error() {
+        let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = cert_for(&p256);
+        let signature = [0x30u8; 70];
+        let with_algorithm =
+            |algorithm: &[u8]| [&[algorithm.len() as u8][..], algorithm, &signature].concat();
+        // sha1WithRSAEncryption and ecdsa-with-SHA512: named in the error.
+        let sha1_rsa = unhex("300d06092a864886f70d0101050500");
+        assert_eq!(
+            verify_signature(&cert, &with_algorithm(&sha1_rsa), b"x"),
+            Err(CryptoError::UnsupportedAlgorithm(
+                "1.2.840.113549.1.1.5".into()
+            ))
+        );
+        let ecdsa_sha512 = unhex("300a06082a8648ce3d040304");
+        let error = verify_signature(&cert, &with_algorithm(&ecdsa_sha512), b"x").unwrap_err();
+        assert!(error.to_string().contains("1.2.840.10045.4.3.4"), "{error}");
+        // An RSA algorithm against an ECDSA certificate.
+        assert!(matches!(
+            verify_signature(&cert, &with_algorithm(SHA256_WITH_RSA), b"x"),
+            Err(CryptoError::Invalid(_))
+        ));
+        for garbage in [
+            &[][..],
+            &[0x00],
+            &[0x0c],
+            &[0xff, 0x30, 0x0a],
+            &with_algorithm(&[0x30, 0x03, 0x06, 0x01])[..],
+            &with_algorithm(ECDSA_WITH_SHA256)[..1 + ECDSA_WITH_SHA256.len()],
+        ] {
+            assert!(
+                verify_signature(&cert, garbage, b"x").is_err(),
+                "{garbage:02x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unreadable_private_keys_are_errors_without_key_material() {
+        let truncated = &P256_SEC1[..P256_SEC1.len() / 2];
+        let mut corrupted = P256_PKCS8.to_string();
+        corrupted.replace_range(40..60, "AAAAAAAAAAAAAAAAAAAA");
+        for bad in [
+            "",
+            "not a key",
+            truncated,
+            corrupted.as_str(),
+            PSS_CERT,
+            "-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n",
+            "-----BEGIN EC PRIVATE KEY-----\nMAA=\n-----END EC PRIVATE KEY-----\n",
+        ] {
+            let error = SigningKey::from_pem(bad.as_bytes()).unwrap_err();
+            assert!(matches!(error, CryptoError::PrivateKey(_)), "{error}");
+            let text = error.to_string();
+            assert!(!text.contains("MIG") && !text.contains("AAAA"), "{text}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let key = SigningKey::from_pem(P256_SEC1.as_bytes()).unwrap();
+        assert_eq!(format!("{key:?}"), "SigningKey(ECDSA P-256, ***)");
+    }
+
+    #[test]
+    fn signature_hash_ids_are_rfc7427s() {
+        assert_eq!(SignatureHash::from_id(2), Some(SignatureHash::Sha256));
+        assert_eq!(SignatureHash::from_id(4), Some(SignatureHash::Sha512));
+        assert_eq!(SignatureHash::from_id(1), None); // SHA-1
+        assert_eq!(SignatureHash::Sha384.id(), 3);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_auth_data_and_pem_never_panic(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        ) {
+            let cert = PeerCert::from_der(certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0)).unwrap();
+            let _ = verify_signature(&cert, &data, b"octets");
+            // The DER parsers behind the PEM layer.
+            let _ = ecdsa_key(&data, None, &SystemRandom::new());
+            let _ = pkcs8_parts(&data);
+            let _ = SigningKey::from_pem(&data);
+        }
+    }
+}
