@@ -136,14 +136,14 @@ impl SigningKey {
             PrivateKeyDer::Sec1(sec1) => ecdsa_key(sec1.secret_sec1_der(), None, &rng)?,
             PrivateKeyDer::Pkcs8(pkcs8) => {
                 let pkcs8 = pkcs8.secret_pkcs8_der();
-                let (algorithm, parameter, private_key) = pkcs8_parts(pkcs8).ok_or_else(|| {
+                let parts = pkcs8_parts(pkcs8).ok_or_else(|| {
                     CryptoError::PrivateKey("malformed PKCS#8 PRIVATE KEY".into())
                 })?;
-                match algorithm {
+                match parts.algorithm {
                     OID_RSA_ENCRYPTION => PrivateKey::Rsa(
                         RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| rejected("RSA", e))?,
                     ),
-                    OID_EC_PUBLIC_KEY => ecdsa_key(private_key, parameter, &rng)?,
+                    OID_EC_PUBLIC_KEY => ecdsa_key(parts.private_key, parts.curve, &rng)?,
                     other => {
                         return Err(CryptoError::PrivateKey(format!(
                             "unsupported key algorithm (OID {}); use RSA or ECDSA P-256/P-384",
@@ -322,9 +322,15 @@ fn ecdsa_key(
     Ok(PrivateKey::Ecdsa(pair, curve))
 }
 
-/// From a PKCS#8 PrivateKeyInfo: the algorithm OID, its OID parameter (the curve, for EC
-/// keys) and the privateKey contents.
-fn pkcs8_parts(pkcs8: &[u8]) -> Option<(&[u8], Option<&[u8]>, &[u8])> {
+/// What a PKCS#8 PrivateKeyInfo holds, as DER contents.
+struct Pkcs8Parts<'a> {
+    algorithm: &'a [u8],
+    /// The algorithm's OID parameter: the curve, for EC keys.
+    curve: Option<&'a [u8]>,
+    private_key: &'a [u8],
+}
+
+fn pkcs8_parts(pkcs8: &[u8]) -> Option<Pkcs8Parts<'_>> {
     let (0x30, info, _) = der_element(pkcs8)? else {
         return None;
     };
@@ -340,11 +346,15 @@ fn pkcs8_parts(pkcs8: &[u8]) -> Option<(&[u8], Option<&[u8]>, &[u8])> {
     let (0x06, oid, parameters) = der_element(algorithm)? else {
         return None;
     };
-    let parameter = match der_element(parameters) {
+    let curve = match der_element(parameters) {
         Some((0x06, curve, _)) => Some(curve),
         _ => None,
     };
-    Some((oid, parameter, private_key))
+    Some(Pkcs8Parts {
+        algorithm: oid,
+        curve,
+        private_key,
+    })
 }
 
 /// From a SEC1 ECPrivateKey: the private scalar and the curve OID if the key names it.
@@ -445,7 +455,7 @@ pub fn verify_signature(
         return Err(malformed("no signature after the AlgorithmIdentifier"));
     }
     let algorithm = match AlgorithmIdentifier::from_der(algorithm_der) {
-        Ok((rest, algorithm)) if rest.is_empty() => algorithm,
+        Ok(([], algorithm)) => algorithm,
         _ => return Err(malformed("AlgorithmIdentifier is not valid DER")),
     };
     let oid = algorithm.algorithm.to_id_string();

@@ -370,8 +370,8 @@ fn attribute_text(tag: Tag, content: &[u8]) -> String {
         | Tag::VisibleString => std::str::from_utf8(content).ok().map(str::to_string),
         // T.61 in practice carries Latin-1.
         Tag::TeletexString => Some(content.iter().map(|&byte| char::from(byte)).collect()),
-        Tag::BmpString if content.len() % 2 == 0 => utf16(content),
-        Tag::UniversalString if content.len() % 4 == 0 => utf32(content),
+        Tag::BmpString if content.len().is_multiple_of(2) => utf16(content),
+        Tag::UniversalString if content.len().is_multiple_of(4) => utf32(content),
         _ => None,
     };
     text.unwrap_or_else(|| format!("#{}", hex_lower(content)))
@@ -389,4 +389,316 @@ fn dn_equal(a: &[DnAttribute], b: &[DnAttribute]) -> bool {
             .all(|((attr_a, value_a), (attr_b, value_b))| {
                 attr_a.eq_ignore_ascii_case(attr_b) && value_a == value_b
             })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, Issuer, KeyPair, SanType, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
+    };
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::time::Duration;
+
+    /// A CA made with rcgen: its certificate and the issuer that signs with its key.
+    struct TestCa {
+        der: Vec<u8>,
+        pem: String,
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    fn ca(name: &str, issued_by: Option<&TestCa>) -> TestCa {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = match issued_by {
+            Some(parent) => params.signed_by(&key, &parent.issuer).unwrap(),
+            None => params.self_signed(&key).unwrap(),
+        };
+        TestCa {
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    fn leaf_params() -> CertificateParams {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CountryName, "CH");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Example AG");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "gw1.example.net");
+        params.distinguished_name.push(
+            DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+            "ops@example.net",
+        );
+        params.subject_alt_names = vec![
+            SanType::DnsName("gw1.example.net".try_into().unwrap()),
+            SanType::IpAddress(Ipv4Addr::new(192, 0, 2, 1).into()),
+            SanType::IpAddress("2001:db8::1".parse::<Ipv6Addr>().unwrap().into()),
+            SanType::Rfc822Name("ops@example.net".try_into().unwrap()),
+        ];
+        params
+    }
+
+    fn leaf(params: &CertificateParams, issuer: &TestCa) -> Vec<u8> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        params
+            .signed_by(&key, &issuer.issuer)
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    fn anchors(ca: &TestCa) -> TrustAnchors {
+        TrustAnchors::from_pem(ca.pem.as_bytes()).unwrap()
+    }
+
+    fn chain_error(result: Result<PeerCert, CryptoError>) -> String {
+        match result {
+            Err(CryptoError::Certificate(text)) => text,
+            other => panic!("expected a certificate error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_leaf_of_the_ca_validates() {
+        let root = ca("Test Root", None);
+        let leaf_der = leaf(&leaf_params(), &root);
+        let cert = anchors(&root)
+            .verify(&leaf_der, &[], SystemTime::now())
+            .unwrap();
+        assert_eq!(cert.der(), leaf_der.as_slice());
+        assert_eq!(
+            cert.subject_text(),
+            "C=CH, O=Example AG, CN=gw1.example.net, E=ops@example.net"
+        );
+    }
+
+    /// IKE does not depend on extended key usage: TLS-server, TLS-client and IPsec-IKE
+    /// certificates are all accepted.
+    #[test]
+    fn any_extended_key_usage_is_accepted() {
+        let root = ca("Test Root", None);
+        for usage in [
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 17]),
+        ] {
+            let mut params = leaf_params();
+            params.extended_key_usages = vec![usage.clone()];
+            let leaf_der = leaf(&params, &root);
+            assert!(
+                anchors(&root)
+                    .verify(&leaf_der, &[], SystemTime::now())
+                    .is_ok(),
+                "{usage:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_leaf_of_another_ca_fails() {
+        let root = ca("Test Root", None);
+        let other = ca("Other Root", None);
+        let leaf_der = leaf(&leaf_params(), &other);
+        let error = chain_error(anchors(&root).verify(&leaf_der, &[], SystemTime::now()));
+        assert!(error.contains("UnknownIssuer"), "{error}");
+    }
+
+    #[test]
+    fn an_expired_leaf_fails() {
+        let root = ca("Test Root", None);
+        let mut params = leaf_params();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let leaf_der = leaf(&params, &root);
+        let error = chain_error(anchors(&root).verify(&leaf_der, &[], SystemTime::now()));
+        assert!(error.contains("CertExpired"), "{error}");
+        // Valid at a time inside its validity.
+        let in_2000 = UNIX_EPOCH + Duration::from_secs(961_200_000);
+        assert!(anchors(&root).verify(&leaf_der, &[], in_2000).is_ok());
+    }
+
+    #[test]
+    fn an_intermediate_chain_validates() {
+        let root = ca("Test Root", None);
+        let intermediate = ca("Test Intermediate", Some(&root));
+        let leaf_der = leaf(&leaf_params(), &intermediate);
+        let anchors = anchors(&root);
+        assert!(anchors
+            .verify(
+                &leaf_der,
+                std::slice::from_ref(&intermediate.der),
+                SystemTime::now()
+            )
+            .is_ok());
+        let error = chain_error(anchors.verify(&leaf_der, &[], SystemTime::now()));
+        assert!(error.contains("UnknownIssuer"), "{error}");
+    }
+
+    /// Basic constraints: a certificate that is not a CA cannot issue.
+    #[test]
+    fn a_leaf_cannot_act_as_an_intermediate() {
+        let root = ca("Test Root", None);
+        let not_ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut not_ca_params = CertificateParams::default();
+        not_ca_params.is_ca = IsCa::ExplicitNoCa;
+        let not_ca_der = not_ca_params
+            .signed_by(&not_ca_key, &root.issuer)
+            .unwrap()
+            .der()
+            .to_vec();
+        let not_ca = TestCa {
+            der: not_ca_der.clone(),
+            pem: String::new(),
+            issuer: Issuer::new(not_ca_params, not_ca_key),
+        };
+        let leaf_der = leaf(&leaf_params(), &not_ca);
+        let error = chain_error(anchors(&root).verify(&leaf_der, &[not_ca_der], SystemTime::now()));
+        assert!(error.contains("EndEntityUsedAsCa"), "{error}");
+    }
+
+    #[test]
+    fn identities_match_subject_and_alt_names() {
+        let root = ca("Test Root", None);
+        let cert = PeerCert::from_der(leaf(&leaf_params(), &root)).unwrap();
+        let dn = |attributes: &[(&str, &str)]| {
+            Identity::Dn(
+                attributes
+                    .iter()
+                    .map(|(attr, value)| (attr.to_string(), value.to_string()))
+                    .collect(),
+            )
+        };
+        let subject = [
+            ("C", "CH"),
+            ("O", "Example AG"),
+            ("CN", "gw1.example.net"),
+            ("E", "ops@example.net"),
+        ];
+        let matching = [
+            dn(&subject),
+            dn(&[
+                ("c", "CH"),
+                ("o", "Example AG"),
+                ("cn", "gw1.example.net"),
+                ("e", "ops@example.net"),
+            ]),
+            Identity::Fqdn("gw1.example.net".into()),
+            Identity::Fqdn("GW1.Example.NET".into()),
+            Identity::Ipv4(Ipv4Addr::new(192, 0, 2, 1)),
+            Identity::Ipv6("2001:db8::1".parse().unwrap()),
+            Identity::Email("ops@example.net".into()),
+        ];
+        for id in &matching {
+            assert!(cert.matches(id), "{id:?}");
+        }
+        let not_matching = [
+            dn(&subject[..3]),
+            dn(&[subject[1], subject[0], subject[2], subject[3]]),
+            dn(&[("C", "ch"), subject[1], subject[2], subject[3]]),
+            Identity::Fqdn("gw2.example.net".into()),
+            Identity::Fqdn("example.net".into()),
+            Identity::Ipv4(Ipv4Addr::new(192, 0, 2, 2)),
+            Identity::Ipv6("2001:db8::2".parse().unwrap()),
+            Identity::Email("root@example.net".into()),
+            Identity::KeyId(b"gw1.example.net".to_vec()),
+        ];
+        for id in &not_matching {
+            assert!(!cert.matches(id), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn subject_der_is_the_encoded_name() {
+        let root = ca("Test Root", None);
+        let cert = PeerCert::from_der(leaf(&leaf_params(), &root)).unwrap();
+        let (rest, name) = X509Name::from_der(cert.subject_der()).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(dn_attributes(&name), cert.subject_dn);
+        assert_eq!(cert.subject_der()[0], 0x30);
+    }
+
+    // SHA-1 of pss-cert.pem's SubjectPublicKeyInfo, by Python's hashlib: the output of
+    // ike/tests/vectors/gen_ike_vectors.py, pasted unchanged.
+    const PSS_CERT_SPKI_SHA1: &str = "82e790a2ca865c19ad037c811fcb6b99a89f4e7f";
+
+    #[test]
+    fn certreq_data_hashes_each_anchor_key() {
+        let pss_cert = include_str!("../../tests/vectors/pss-cert.pem");
+        let single = TrustAnchors::from_pem(pss_cert.as_bytes()).unwrap();
+        assert_eq!(hex::encode(single.certreq_data()), PSS_CERT_SPKI_SHA1);
+
+        let root = ca("Test Root", None);
+        let both = TrustAnchors::from_pem(format!("{pss_cert}{}", root.pem).as_bytes()).unwrap();
+        let data = both.certreq_data();
+        assert_eq!(data.len(), 40);
+        assert_eq!(hex::encode(&data[..20]), PSS_CERT_SPKI_SHA1);
+        assert_eq!(data[20..], anchors(&root).certreq_data());
+    }
+
+    #[test]
+    fn own_chain_is_read_in_order() {
+        let root = ca("Test Root", None);
+        let intermediate = ca("Test Intermediate", Some(&root));
+        let chain = certs_from_pem(format!("{}{}", intermediate.pem, root.pem).as_bytes()).unwrap();
+        assert_eq!(chain, vec![intermediate.der.clone(), root.der.clone()]);
+    }
+
+    #[test]
+    fn malformed_certificates_are_errors() {
+        let root = ca("Test Root", None);
+        let garbage_pem = "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n";
+        for bad in [
+            "",
+            "no pem here",
+            garbage_pem,
+            &root.pem[..root.pem.len() / 2],
+        ] {
+            assert!(TrustAnchors::from_pem(bad.as_bytes()).is_err(), "{bad}");
+            assert!(certs_from_pem(bad.as_bytes()).is_err(), "{bad}");
+        }
+        let mut trailing = root.der.clone();
+        trailing.push(0);
+        assert!(PeerCert::from_der(trailing.clone()).is_err());
+        assert!(PeerCert::from_der(root.der[..100].to_vec()).is_err());
+        let anchors = anchors(&root);
+        assert!(anchors.verify(&[], &[], SystemTime::now()).is_err());
+        assert!(anchors.verify(&trailing, &[], SystemTime::now()).is_err());
+        assert!(anchors
+            .verify(&root.der, &[vec![1, 2, 3]], SystemTime::now())
+            .is_err());
+    }
+
+    #[test]
+    fn attribute_strings_of_every_kind_become_text() {
+        assert_eq!(attribute_text(Tag::PrintableString, b"CH"), "CH");
+        assert_eq!(
+            attribute_text(Tag::Utf8String, "Zürich".as_bytes()),
+            "Zürich"
+        );
+        assert_eq!(attribute_text(Tag::TeletexString, b"Z\xfcrich"), "Zürich");
+        assert_eq!(attribute_text(Tag::BmpString, b"\x00Z\x00\xfc"), "Zü");
+        assert_eq!(attribute_text(Tag::UniversalString, b"\x00\x00\x00Z"), "Z");
+        assert_eq!(attribute_text(Tag::BmpString, b"\x00"), "#00");
+        assert_eq!(attribute_text(Tag::OctetString, b"\x01\xab"), "#01ab");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_certificate_bytes_never_panic(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+        ) {
+            let _ = PeerCert::from_der(data.clone());
+            let _ = TrustAnchors::from_pem(&data);
+        }
+    }
 }
