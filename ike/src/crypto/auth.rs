@@ -1,6 +1,8 @@
 //! The AUTH payload (RFC 7296 §2.15): what is signed, pre-shared-key MACs, and RFC 7427
 //! digital signatures (RSA PKCS#1 v1.5 and RSASSA-PSS, ECDSA) on ring.
 
+use p256::elliptic_curve::sec1::{FromEncodedPoint, ModulusSize, ToEncodedPoint};
+use p256::elliptic_curve::{AffinePoint, CurveArithmetic, FieldBytesSize, SecretKey};
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents};
 use rustls_pki_types::pem::PemObject;
@@ -11,6 +13,7 @@ use x509_parser::signature_algorithm::RsaSsaPssParams;
 use zeroize::Zeroizing;
 
 use super::certs::{strip_leading_zeros, CertKey, EcCurve, PeerCert};
+use super::dh::uncompressed_point;
 use super::CryptoError;
 use crate::algorithms::PrfAlg;
 
@@ -261,36 +264,21 @@ fn ecdsa_key(
         None if scalar.len() == 48 => EcCurve::P384,
         None => return Err(malformed()),
     };
-    let invalid_scalar = || CryptoError::PrivateKey("EC private scalar out of range".into());
     // The scalar at the curve's field length, and the uncompressed public point.
-    let (scalar, point, curve_oid, signing) = match curve {
-        EcCurve::P256 => {
-            let secret = p256::SecretKey::from_slice(scalar).map_err(|_| invalid_scalar())?;
-            let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
-                &secret.public_key(),
-                false,
-            );
-            (
-                Zeroizing::new(secret.to_bytes().to_vec()),
-                point.as_bytes().to_vec(),
-                OID_P256,
-                &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-            )
-        }
-        EcCurve::P384 => {
-            let secret = p384::SecretKey::from_slice(scalar).map_err(|_| invalid_scalar())?;
-            let point = p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
-                &secret.public_key(),
-                false,
-            );
-            (
-                Zeroizing::new(secret.to_bytes().to_vec()),
-                point.as_bytes().to_vec(),
-                OID_P384,
-                &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
-            )
-        }
+    let (key_material, curve_oid, signing) = match curve {
+        EcCurve::P256 => (
+            p256::SecretKey::from_slice(scalar).map(|secret| ec_key_material(&secret)),
+            OID_P256,
+            &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        ),
+        EcCurve::P384 => (
+            p384::SecretKey::from_slice(scalar).map(|secret| ec_key_material(&secret)),
+            OID_P384,
+            &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+        ),
     };
+    let (scalar, point) = key_material
+        .map_err(|_| CryptoError::PrivateKey("EC private scalar out of range".into()))?;
     // ECPrivateKey { version 1, privateKey, [1] publicKey } inside PKCS#8 (RFC 5915, 5208).
     let public_bits = der(0x03, &[&[0u8][..], &point].concat());
     let ec_private_key = Zeroizing::new(der(
@@ -320,6 +308,19 @@ fn ecdsa_key(
     let pair = EcdsaKeyPair::from_pkcs8(signing, &pkcs8, rng)
         .map_err(|e| CryptoError::PrivateKey(format!("ECDSA key rejected: {e}")))?;
     Ok(PrivateKey::Ecdsa(pair, curve))
+}
+
+/// The private scalar at the curve's field length and the uncompressed public point.
+fn ec_key_material<C>(secret: &SecretKey<C>) -> (Zeroizing<Vec<u8>>, Vec<u8>)
+where
+    C: CurveArithmetic,
+    AffinePoint<C>: FromEncodedPoint<C> + ToEncodedPoint<C>,
+    FieldBytesSize<C>: ModulusSize,
+{
+    (
+        Zeroizing::new(secret.to_bytes().to_vec()),
+        uncompressed_point(secret),
+    )
 }
 
 /// What a PKCS#8 PrivateKeyInfo holds, as DER contents.

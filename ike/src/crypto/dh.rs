@@ -9,7 +9,9 @@
 
 use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
 use crypto_bigint::{Encoding, U2048};
-use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::elliptic_curve::ecdh::diffie_hellman;
+use p256::elliptic_curve::sec1::{FromEncodedPoint, ModulusSize, ToEncodedPoint};
+use p256::elliptic_curve::{AffinePoint, CurveArithmetic, FieldBytesSize, PublicKey, SecretKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
@@ -38,7 +40,7 @@ pub struct DhPrivate {
 }
 
 enum PrivateKey {
-    /// Boxed: the exponent is zeroized on drop by crypto-bigint's `Zeroize` below.
+    /// Boxed to keep the enum small; `Zeroizing` wipes the exponent on drop.
     Modp(Box<Zeroizing<U2048>>),
     Ecp256(p256::SecretKey),
     Ecp384(p384::SecretKey),
@@ -88,13 +90,9 @@ impl DhPrivate {
             PrivateKey::Modp(exponent) => {
                 modp_pow(&U2048::from(2u8), exponent).to_be_bytes().to_vec()
             }
-            PrivateKey::Ecp256(secret) => {
-                // Uncompressed SEC1 is 0x04 | x | y; IKE carries x | y.
-                secret.public_key().to_encoded_point(false).as_bytes()[1..].to_vec()
-            }
-            PrivateKey::Ecp384(secret) => {
-                secret.public_key().to_encoded_point(false).as_bytes()[1..].to_vec()
-            }
+            // Uncompressed SEC1 is 0x04 | x | y; IKE carries x | y.
+            PrivateKey::Ecp256(secret) => uncompressed_point(secret)[1..].to_vec(),
+            PrivateKey::Ecp384(secret) => uncompressed_point(secret)[1..].to_vec(),
             PrivateKey::Curve25519(secret) => {
                 x25519_dalek::PublicKey::from(secret).as_bytes().to_vec()
             }
@@ -128,20 +126,10 @@ impl DhPrivate {
                 }
                 Ok(Zeroizing::new(shared.to_be_bytes().to_vec()))
             }
-            PrivateKey::Ecp256(secret) => {
-                let peer = p256::PublicKey::from_sec1_bytes(&sec1_uncompressed(peer_public))
-                    .map_err(|_| invalid("public value is not a point on the curve"))?;
-                let shared =
-                    p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
-                Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
-            }
-            PrivateKey::Ecp384(secret) => {
-                let peer = p384::PublicKey::from_sec1_bytes(&sec1_uncompressed(peer_public))
-                    .map_err(|_| invalid("public value is not a point on the curve"))?;
-                let shared =
-                    p384::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
-                Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
-            }
+            PrivateKey::Ecp256(secret) => ecdh_x(secret, peer_public)
+                .ok_or_else(|| invalid("public value is not a point on the curve")),
+            PrivateKey::Ecp384(secret) => ecdh_x(secret, peer_public)
+                .ok_or_else(|| invalid("public value is not a point on the curve")),
             PrivateKey::Curve25519(secret) => {
                 let mut bytes = [0u8; 32];
                 bytes.copy_from_slice(peer_public);
@@ -191,11 +179,32 @@ fn modp_pow(base: &U2048, exponent: &U2048) -> U2048 {
         .retrieve()
 }
 
-fn sec1_uncompressed(x_y: &[u8]) -> Vec<u8> {
-    let mut point = Vec::with_capacity(1 + x_y.len());
-    point.push(0x04);
-    point.extend_from_slice(x_y);
-    point
+/// The uncompressed SEC1 point (0x04 | x | y) of a P-256 or P-384 private key.
+pub(crate) fn uncompressed_point<C>(secret: &SecretKey<C>) -> Vec<u8>
+where
+    C: CurveArithmetic,
+    AffinePoint<C>: FromEncodedPoint<C> + ToEncodedPoint<C>,
+    FieldBytesSize<C>: ModulusSize,
+{
+    secret
+        .public_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec()
+}
+
+/// The x coordinate of `secret` times the peer's point, given as IKE carries it (x | y);
+/// `None` if that is not a point on the curve. The parse rejects the identity too.
+fn ecdh_x<C>(secret: &SecretKey<C>, peer_x_y: &[u8]) -> Option<Zeroizing<Vec<u8>>>
+where
+    C: CurveArithmetic,
+    AffinePoint<C>: FromEncodedPoint<C> + ToEncodedPoint<C>,
+    FieldBytesSize<C>: ModulusSize,
+{
+    let sec1 = [&[0x04u8][..], peer_x_y].concat();
+    let peer = PublicKey::<C>::from_sec1_bytes(&sec1).ok()?;
+    let shared = diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
+    Some(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
 }
 
 fn fill(rng: &SystemRandom, bytes: &mut [u8]) -> Result<(), CryptoError> {

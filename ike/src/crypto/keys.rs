@@ -314,44 +314,42 @@ pub(crate) mod tests {
         }
     }
 
+    /// aes256gcm16-prfsha256 (no SK_a, 36-byte SK_e) and aes256-sha256-prfsha384 with a
+    /// MODP-sized shared secret and nonces of different lengths.
     #[test]
-    fn ike_keys_aes256gcm16_prfsha256_known_answer() {
-        let (shared, ni, nr) = (
-            pattern(32, 0x01, 7),
-            pattern(32, 0x10, 3),
-            pattern(32, 0x80, 5),
-        );
-        assert_eq!(
-            hex::encode(skeyseed(PrfAlg::HmacSha256, &shared, &ni, &nr).as_slice()),
-            GCM_SKEYSEED
-        );
-        let keys = IkeKeys::derive(&GCM_SUITE, &shared, &ni, &nr, SPI_I, SPI_R);
-        assert_ike_keys(
-            &keys,
-            [
-                GCM_SK_D, GCM_SK_AI, GCM_SK_AR, GCM_SK_EI, GCM_SK_ER, GCM_SK_PI, GCM_SK_PR,
-            ],
-        );
-    }
-
-    #[test]
-    fn ike_keys_aes256_sha256_prfsha384_known_answer() {
-        let (shared, ni, nr) = (
-            pattern(256, 0x33, 11),
-            pattern(16, 0x21, 1),
-            pattern(24, 0x42, 9),
-        );
-        assert_eq!(
-            hex::encode(skeyseed(PrfAlg::HmacSha384, &shared, &ni, &nr).as_slice()),
-            CBC_SKEYSEED
-        );
-        let keys = IkeKeys::derive(&CBC_SUITE, &shared, &ni, &nr, SPI_I, SPI_R);
-        assert_ike_keys(
-            &keys,
-            [
-                CBC_SK_D, CBC_SK_AI, CBC_SK_AR, CBC_SK_EI, CBC_SK_ER, CBC_SK_PI, CBC_SK_PR,
-            ],
-        );
+    fn ike_keys_known_answers() {
+        let vectors = [
+            (
+                GCM_SUITE,
+                [
+                    pattern(32, 0x01, 7),
+                    pattern(32, 0x10, 3),
+                    pattern(32, 0x80, 5),
+                ],
+                GCM_SKEYSEED,
+                [
+                    GCM_SK_D, GCM_SK_AI, GCM_SK_AR, GCM_SK_EI, GCM_SK_ER, GCM_SK_PI, GCM_SK_PR,
+                ],
+            ),
+            (
+                CBC_SUITE,
+                [
+                    pattern(256, 0x33, 11),
+                    pattern(16, 0x21, 1),
+                    pattern(24, 0x42, 9),
+                ],
+                CBC_SKEYSEED,
+                [
+                    CBC_SK_D, CBC_SK_AI, CBC_SK_AR, CBC_SK_EI, CBC_SK_ER, CBC_SK_PI, CBC_SK_PR,
+                ],
+            ),
+        ];
+        for (suite, [shared, ni, nr], expected_skeyseed, expected_keys) in vectors {
+            let seed = skeyseed(suite.prf, &shared, &ni, &nr);
+            assert_eq!(hex::encode(seed.as_slice()), expected_skeyseed);
+            let keys = IkeKeys::derive(&suite, &shared, &ni, &nr, SPI_I, SPI_R);
+            assert_ike_keys(&keys, expected_keys);
+        }
     }
 
     #[test]

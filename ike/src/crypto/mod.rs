@@ -2,6 +2,12 @@
 //!
 //! - [`transform`]: the symmetric protection shared by IKE's Encrypted payload and ESP
 //!   (AES-GCM, or AES-CBC with a truncated HMAC): one `seal`/`open` pair for both.
+//! - [`prf`]: `PrfAlg::compute` and prf+ (§2.13).
+//! - [`dh`]: the Key Exchange groups 14, 19, 20 and 31 with their peer-value checks.
+//! - [`keys`]: SKEYSEED and the IKE SA's keys (§2.14), IKE rekey (§2.18), CHILD_SA KEYMAT
+//!   (§2.17), and the `Transform`s built from them.
+//! - [`auth`]: the AUTH payload: signed octets, PSK (§2.15), RFC 7427 signatures.
+//! - [`certs`]: CA certificates, chain validation, identity matching, CERTREQ data.
 
 pub mod auth;
 pub mod certs;

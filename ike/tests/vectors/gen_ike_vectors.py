@@ -235,26 +235,12 @@ def key_files():
     print("// key files written: rsa2048.pkcs1.pem rsa2048.pkcs8.pem p256.sec1.pem")
     print("//   p256.pkcs8.pem p384.sec1-no-public.pem p384.pkcs8.pem pss-cert.pem")
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    write_pem(
-        "rsa2048.pkcs1.pem",
-        rsa_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        ),
-    )
-    write_pem("rsa2048.pkcs8.pem", pkcs8_pem(rsa_key))
+    write_pem("rsa2048.pkcs1.pem", private_pem(rsa_key, serialization.PrivateFormat.TraditionalOpenSSL))
+    write_pem("rsa2048.pkcs8.pem", private_pem(rsa_key, serialization.PrivateFormat.PKCS8))
 
     p256 = ec.generate_private_key(ec.SECP256R1())
-    write_pem(
-        "p256.sec1.pem",
-        p256.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        ),
-    )
-    write_pem("p256.pkcs8.pem", pkcs8_pem(p256))
+    write_pem("p256.sec1.pem", private_pem(p256, serialization.PrivateFormat.TraditionalOpenSSL))
+    write_pem("p256.pkcs8.pem", private_pem(p256, serialization.PrivateFormat.PKCS8))
 
     # SEC1 ECPrivateKey { 1, privateKey, [0] secp384r1 } without the optional public key.
     p384 = ec.generate_private_key(ec.SECP384R1())
@@ -267,16 +253,13 @@ def key_files():
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     text = "-----BEGIN EC PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END EC PRIVATE KEY-----\n"
     write_pem("p384.sec1-no-public.pem", text.encode())
-    write_pem("p384.pkcs8.pem", pkcs8_pem(p384))
+    write_pem("p384.pkcs8.pem", private_pem(p384, serialization.PrivateFormat.PKCS8))
     return rsa_key
 
 
-def pkcs8_pem(key):
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+def private_pem(key, private_format):
+    """TraditionalOpenSSL is PKCS#1 for RSA and SEC1 for EC keys."""
+    return key.private_bytes(serialization.Encoding.PEM, private_format, serialization.NoEncryption())
 
 
 def pss_vectors(key):
