@@ -248,6 +248,10 @@ async fn start_entry(config: &TunnelConfig) -> Entry {
         TunnelKind::Wireguard(_) => WireguardTunnel::start(config)
             .await
             .map(|t| Box::new(t) as Box<dyn Tunnel>),
+        TunnelKind::Ipsec(_) => Err(TunnelError::new(
+            &config.name,
+            "ipsec tunnels are not supported by this build yet",
+        )),
     };
     let state = match started {
         Ok(tunnel) => EntryState::Running(tunnel),

@@ -110,8 +110,13 @@ impl WireguardTunnel {
         config: &TunnelConfig,
         uapi_dir: &Path,
     ) -> Result<Self, TunnelError> {
-        let TunnelKind::Wireguard(wg) = &config.kind;
         let fail = |what: String| TunnelError::new(&config.name, what);
+        let TunnelKind::Wireguard(wg) = &config.kind else {
+            return Err(fail(format!(
+                "not a WireGuard tunnel: {}",
+                config.kind.as_str()
+            )));
+        };
 
         let private_key = StaticSecret::from(*wg.private_key.expose());
         let public_key = PublicKey::from(&private_key);
@@ -317,7 +322,10 @@ impl Tunnel for WireguardTunnel {
             if config.interface != self.shared.interface {
                 return Ok(Update::NeedsRestart);
             }
-            let TunnelKind::Wireguard(wg) = &config.kind;
+            // Another kind now: only a new tunnel can be it.
+            let TunnelKind::Wireguard(wg) = &config.kind else {
+                return Ok(Update::NeedsRestart);
+            };
             self.update_peers(wg).await
         })
     }
