@@ -283,7 +283,7 @@ impl OutboundSa {
         let (encrypted, icv) = rest.split_at_mut(rest.len() - layout.icv_len);
         let pad_len = encrypted.len() - inner_len - TRAILER_LEN;
         let (padding, trailer) = encrypted[inner_len..].split_at_mut(pad_len);
-        for (byte, value) in padding.iter_mut().zip(1u8..) {
+        for (byte, value) in padding.iter_mut().zip(1..=u8::MAX) {
             *byte = value;
         }
         // At most alignment - 1 (< 256) bytes of padding.
@@ -472,7 +472,7 @@ fn unpadded_len(decrypted: &[u8]) -> Result<usize, EspError> {
         .ok_or(EspError::BadPadding)?;
     let padding_is_monotonic = decrypted[inner_len..trailer_start]
         .iter()
-        .zip(1u8..)
+        .zip(1..=u8::MAX)
         .all(|(&byte, expected)| byte == expected);
     if !padding_is_monotonic {
         return Err(EspError::BadPadding);
@@ -619,7 +619,7 @@ mod tests {
                 prop_assert_eq!(got_next_header, next_header);
                 let pad_len = encrypted_len - inner.len() - TRAILER_LEN;
                 let padding = &packet[range.end..range.end + pad_len];
-                prop_assert!(padding.iter().zip(1u8..).all(|(&byte, n)| byte == n));
+                prop_assert!(padding.iter().zip(1..=u8::MAX).all(|(&byte, n)| byte == n));
                 prop_assert_eq!(usize::from(packet[range.end + pad_len]), pad_len);
             }
         }
@@ -770,6 +770,23 @@ mod tests {
         // Genuine packets: their numbers are spent, nothing counted as forged.
         assert_eq!(sa.highest_sequence(), 2);
         assert_eq!((sa.packets(), sa.auth_failures()), (0, 0));
+    }
+
+    /// Peers may pad up to 255 bytes (RFC 4303 §2.4) to hide the inner length.
+    #[test]
+    fn the_longest_padding_is_accepted() {
+        let sa = InboundSa::new(SPI, cbc(), 64);
+        let inner = [0xcc; 15];
+        let mut decrypted = inner.to_vec();
+        decrypted.extend(1..=u8::MAX);
+        decrypted.extend_from_slice(&[u8::MAX, NEXT_HEADER_IPV6]);
+        assert_eq!(decrypted.len() % 16, 0);
+        let mut packet = seal_raw(&cbc(), 1, &decrypted);
+        let (range, next_header) = sa.decapsulate(&mut packet).unwrap();
+        assert_eq!(
+            (&packet[range], next_header),
+            (&inner[..], NEXT_HEADER_IPV6)
+        );
     }
 
     #[test]
