@@ -89,9 +89,11 @@ impl EspError {
     }
 
     fn of(error: CryptoError) -> EspError {
+        // `seal` and `open` only fail on the ICV or on lengths; the rest of CryptoError is
+        // IKE's (AUTH, certificates, keys).
         match error {
             CryptoError::Integrity => EspError::Integrity,
-            CryptoError::Length { .. } | CryptoError::Invalid(_) => EspError::Cipher,
+            _ => EspError::Cipher,
         }
     }
 }
