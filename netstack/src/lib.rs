@@ -5,11 +5,14 @@
 //! - [`tunnel`] is what every tunnel kind implements, and the running set of tunnels that
 //!   a configuration reload is diffed against.
 //! - [`wireguard`] is the user-space WireGuard kind (boringtun, TUN, batched UDP, UAPI).
+//! - [`ipsec`] is ESP per packet (encapsulation, anti-replay, UDP encapsulation) for the
+//!   IPsec kind.
 //! - [`netlink`] sets addresses, link state and routes; [`allowed_ips`] is the
 //!   longest-prefix table of cryptokey routing.
 #![forbid(unsafe_code)]
 
 pub mod allowed_ips;
+pub mod ipsec;
 pub mod netlink;
 pub mod placement;
 pub mod tunnel;
