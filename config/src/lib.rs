@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod ipsec;
 mod model;
 mod raw;
 mod secret;

@@ -8,6 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use siteward_ike::identity::Identity;
+use siteward_ike::proposal::{EspProposal, IkeProposal};
+
 use crate::{Secret, WgPublicKey, WgSecretKey};
 
 /// The whole configuration file.
@@ -339,9 +342,13 @@ pub struct Tunnel {
     pub kind: TunnelKind,
 }
 
+// At most 256 tunnels, built once per load: boxing the larger kind would save little and
+// make every match on it clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum TunnelKind {
     Wireguard(WireguardTunnel),
+    Ipsec(IpsecTunnel),
 }
 
 impl TunnelKind {
@@ -349,12 +356,13 @@ impl TunnelKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             TunnelKind::Wireguard(_) => "wireguard",
+            TunnelKind::Ipsec(_) => "ipsec",
         }
     }
 }
 
 /// The tunnel kinds the config accepts.
-pub const TUNNEL_KINDS: &[&str] = &["wireguard"];
+pub const TUNNEL_KINDS: &[&str] = &["wireguard", "ipsec"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct WireguardTunnel {
@@ -382,4 +390,104 @@ pub struct WireguardPeer {
     pub allowed_ips: Vec<ipnet::IpNet>,
     /// Seconds between keepalives (1-65535), to hold a NAT mapping open.
     pub persistent_keepalive: Option<u16>,
+}
+
+/// An IKEv2 site-to-site tunnel with ESP in tunnel mode: one IKE SA and one CHILD_SA between
+/// `local_ts` and `remote_ts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpsecTunnel {
+    /// Addresses IKE is spoken from; empty means any local address.
+    pub local_addrs: Vec<IpAddr>,
+    /// The peer's addresses or DNS names (resolved when the tunnel starts), tried in order.
+    /// Empty means any peer may connect, which only `start = Respond` allows.
+    pub remote_addrs: Vec<Host>,
+    /// `None`: the local address (PSK) or the certificate's subject (certificates), decided
+    /// when the tunnel starts.
+    pub local_id: Option<Identity>,
+    /// `None`: any identity that authenticates (with a PSK, the peer's address).
+    pub remote_id: Option<Identity>,
+    pub auth: IpsecAuth,
+    /// IKE proposals in order of preference. Never empty.
+    pub proposals: Vec<IkeProposal>,
+    /// ESP proposals in order of preference. Never empty.
+    pub esp_proposals: Vec<EspProposal>,
+    /// This side's networks (host bits zero). Never empty.
+    pub local_ts: Vec<ipnet::IpNet>,
+    /// The far side's networks (host bits zero), routed through the interface. Never empty;
+    /// they overlap no other tunnel's routes.
+    pub remote_ts: Vec<ipnet::IpNet>,
+    /// Addresses put on the interface, as written (e.g. one inside `local_ts`, so that the
+    /// box itself can reach the far side).
+    pub addresses: Vec<ipnet::IpNet>,
+    pub mtu: u16,
+    /// Idle time before a liveness check (empty INFORMATIONAL); `None` disables DPD.
+    pub dpd_delay: Option<Duration>,
+    pub dpd_action: DpdAction,
+    /// IKE SA rekeying interval.
+    pub rekey_time: Duration,
+    /// CHILD_SA rekeying interval.
+    pub child_rekey_time: Duration,
+    /// CHILD_SA rekeying after this many bytes (either direction); `None`: by time only.
+    pub child_rekey_bytes: Option<u64>,
+    pub start: StartAction,
+    /// UDP-encapsulate ESP (and move IKE to port 4500) even when no NAT is detected.
+    pub encap: bool,
+    /// IKE's UDP port here; NAT traversal moves to 4500.
+    pub local_port: u16,
+    /// IKE's UDP port at the peer; NAT traversal moves to 4500.
+    pub remote_port: u16,
+    /// IKE fragmentation (RFC 7383) offered and accepted.
+    pub fragmentation: bool,
+}
+
+/// How the two ends authenticate each other.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IpsecAuth {
+    /// A pre-shared key (at least 16 bytes), used as written.
+    Psk(Secret),
+    /// This end's certificate and private key, and the CA that the peer's certificate must
+    /// chain to. The PEM contents are read with the configuration (a changed file is a
+    /// changed tunnel on reload) and fully parsed when the tunnel starts.
+    Cert {
+        cert_file: PathBuf,
+        cert_pem: Vec<u8>,
+        key_file: PathBuf,
+        /// Never printed: `Debug` shows `***`.
+        key_pem: Secret,
+        ca_file: PathBuf,
+        ca_pem: Vec<u8>,
+    },
+}
+
+/// What to do when the peer stops answering DPD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpdAction {
+    /// Tear the SAs down and negotiate again.
+    Restart,
+    /// Tear the SAs down and wait (for the peer, or for traffic with `start = Trap`).
+    Clear,
+}
+
+impl DpdAction {
+    pub const ALL: &'static [(&'static str, DpdAction)] =
+        &[("restart", DpdAction::Restart), ("clear", DpdAction::Clear)];
+}
+
+/// When the tunnel is brought up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAction {
+    /// At once, and again whenever it goes down.
+    Initiate,
+    /// Only when the peer initiates.
+    Respond,
+    /// When traffic to `remote_ts` first arrives.
+    Trap,
+}
+
+impl StartAction {
+    pub const ALL: &'static [(&'static str, StartAction)] = &[
+        ("initiate", StartAction::Initiate),
+        ("respond", StartAction::Respond),
+        ("trap", StartAction::Trap),
+    ];
 }

@@ -138,7 +138,8 @@ pub fn keys_of_kind(kind: &str) -> &'static [&'static str] {
 }
 
 /// One `[[tunnels]]` table. Every key is optional here, so that a missing one is reported
-/// by validation at its path, with the tunnel's other problems.
+/// by validation at its path, with the tunnel's other problems. Kind-specific keys are
+/// accepted here for every kind; validation rejects the ones that do not belong.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTunnel {
@@ -150,10 +151,125 @@ pub struct RawTunnel {
     pub private_key_file: Option<PathBuf>,
     // Integers as written, so that a value out of range gets a message of its own.
     pub listen_port: Option<i64>,
+    // wireguard, ipsec
     pub addresses: Option<Vec<String>>,
     pub mtu: Option<i64>,
+    // wireguard
     /// `[[tunnels.peers]]`, decoded one by one so each peer's errors are all reported.
     pub peers: Option<toml::Value>,
+    // ipsec
+    pub local_addrs: Option<Vec<String>>,
+    pub remote_addrs: Option<Vec<String>>,
+    pub local_id: Option<String>,
+    pub remote_id: Option<String>,
+    pub auth: Option<String>,
+    pub psk: Option<String>,
+    pub psk_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub proposals: Option<Vec<String>>,
+    pub esp_proposals: Option<Vec<String>>,
+    pub local_ts: Option<Vec<String>>,
+    pub remote_ts: Option<Vec<String>>,
+    pub dpd_delay: Option<String>,
+    pub dpd_action: Option<String>,
+    pub rekey_time: Option<String>,
+    pub child_rekey_time: Option<String>,
+    pub child_rekey_bytes: Option<i64>,
+    pub start: Option<String>,
+    pub encap: Option<bool>,
+    pub local_port: Option<i64>,
+    pub remote_port: Option<i64>,
+    pub fragmentation: Option<bool>,
+}
+
+impl RawTunnel {
+    /// The kind-specific keys that are set, by name, so validation can reject
+    /// the ones a kind does not use.
+    pub fn kind_keys_set(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        let mut note = |present: bool, key: &'static str| {
+            if present {
+                set.push(key);
+            }
+        };
+        note(self.private_key.is_some(), "private_key");
+        note(self.private_key_file.is_some(), "private_key_file");
+        note(self.listen_port.is_some(), "listen_port");
+        note(self.addresses.is_some(), "addresses");
+        note(self.mtu.is_some(), "mtu");
+        note(self.peers.is_some(), "peers");
+        note(self.local_addrs.is_some(), "local_addrs");
+        note(self.remote_addrs.is_some(), "remote_addrs");
+        note(self.local_id.is_some(), "local_id");
+        note(self.remote_id.is_some(), "remote_id");
+        note(self.auth.is_some(), "auth");
+        note(self.psk.is_some(), "psk");
+        note(self.psk_file.is_some(), "psk_file");
+        note(self.cert_file.is_some(), "cert_file");
+        note(self.key_file.is_some(), "key_file");
+        note(self.ca_file.is_some(), "ca_file");
+        note(self.proposals.is_some(), "proposals");
+        note(self.esp_proposals.is_some(), "esp_proposals");
+        note(self.local_ts.is_some(), "local_ts");
+        note(self.remote_ts.is_some(), "remote_ts");
+        note(self.dpd_delay.is_some(), "dpd_delay");
+        note(self.dpd_action.is_some(), "dpd_action");
+        note(self.rekey_time.is_some(), "rekey_time");
+        note(self.child_rekey_time.is_some(), "child_rekey_time");
+        note(self.child_rekey_bytes.is_some(), "child_rekey_bytes");
+        note(self.start.is_some(), "start");
+        note(self.encap.is_some(), "encap");
+        note(self.local_port.is_some(), "local_port");
+        note(self.remote_port.is_some(), "remote_port");
+        note(self.fragmentation.is_some(), "fragmentation");
+        set
+    }
+}
+
+/// The kind-specific keys each tunnel kind accepts (`name`, `kind` and `interface` are
+/// always accepted).
+pub fn tunnel_keys_of_kind(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "wireguard" => &[
+            "private_key",
+            "private_key_file",
+            "listen_port",
+            "addresses",
+            "mtu",
+            "peers",
+        ],
+        "ipsec" => &[
+            "local_addrs",
+            "remote_addrs",
+            "local_id",
+            "remote_id",
+            "auth",
+            "psk",
+            "psk_file",
+            "cert_file",
+            "key_file",
+            "ca_file",
+            "proposals",
+            "esp_proposals",
+            "local_ts",
+            "remote_ts",
+            "addresses",
+            "mtu",
+            "dpd_delay",
+            "dpd_action",
+            "rekey_time",
+            "child_rekey_time",
+            "child_rekey_bytes",
+            "start",
+            "encap",
+            "local_port",
+            "remote_port",
+            "fragmentation",
+        ],
+        _ => &[],
+    }
 }
 
 /// One `[[tunnels.peers]]` table of a WireGuard tunnel.

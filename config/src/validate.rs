@@ -26,7 +26,13 @@ const COMMON_CHECK_KEYS: &[&str] = &[
     "interface",
 ];
 /// Keys whose values must not appear in error messages.
-const SECRET_KEYS: &[&str] = &["secret", "route_password", "private_key", "preshared_key"];
+const SECRET_KEYS: &[&str] = &[
+    "secret",
+    "route_password",
+    "private_key",
+    "preshared_key",
+    "psk",
+];
 const DEFAULT_STATE_DIR: &str = "/var/lib/siteward";
 const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8443";
 const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9108";
@@ -475,23 +481,30 @@ fn checks(table: &toml::Table, base_dir: &Path, errors: &mut Errors) -> Vec<Chec
     checks
 }
 
-/// The keys a check may have, for the unknown-key message: those of its kind if it has
-/// a known one.
+/// The keys a check may have, for the unknown-key message.
 fn check_keys_hint(table: &toml::Table) -> String {
+    let keys = (COMMON_CHECK_KEYS, keys_of::<RawCheck>());
+    kind_keys_hint(table, CHECK_KINDS, keys, keys_of_kind)
+}
+
+/// The keys an entry with a `kind` may have, for the unknown-key message: the `common`
+/// ones and those of its kind if it has a known one, else `every` key.
+pub(crate) fn kind_keys_hint(
+    table: &toml::Table,
+    kinds: &[&str],
+    (common, every): (&[&str], &[&str]),
+    keys_of_kind: fn(&str) -> &'static [&'static str],
+) -> String {
     match table
         .get("kind")
         .and_then(toml::Value::as_str)
-        .filter(|kind| CHECK_KINDS.contains(kind))
+        .filter(|kind| kinds.contains(kind))
     {
         Some(kind) => {
-            let keys: Vec<&str> = COMMON_CHECK_KEYS
-                .iter()
-                .chain(keys_of_kind(kind))
-                .copied()
-                .collect();
+            let keys: Vec<&str> = common.iter().chain(keys_of_kind(kind)).copied().collect();
             format!("kind \"{kind}\" takes {}", keys.join(", "))
         }
-        None => format!("expected one of {}", keys_of::<RawCheck>().join(", ")),
+        None => format!("expected one of {}", every.join(", ")),
     }
 }
 
@@ -1118,26 +1131,33 @@ fn secret(
     Some(Some(Secret::new(value)))
 }
 
-/// Reads at most [`MAX_SECRET_FILE`] bytes: a secret file holds one short value, and a
-/// mistaken path (a log, `/dev/zero`) must not be read whole into memory.
-fn read_secret_file(path: &Path) -> Result<String, String> {
+/// A whole file of at most `max` bytes, `None` if it is longer: a mistaken path (a log,
+/// `/dev/zero`) must not be read whole into memory.
+pub(crate) fn read_bounded(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read;
-    let cannot = |e: std::io::Error| format!("cannot read secret file {}: {e}", path.display());
-    let file = std::fs::File::open(path).map_err(cannot)?;
-    let mut text = String::new();
-    file.take(MAX_SECRET_FILE + 1)
-        .read_to_string(&mut text)
-        .map_err(cannot)?;
-    if text.len() as u64 > MAX_SECRET_FILE {
-        return Err(format!(
-            "secret file {} is larger than {MAX_SECRET_FILE} bytes; it must hold only the secret",
-            path.display()
-        ));
-    }
-    Ok(text)
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
-fn resolve_path(base_dir: &Path, path: &Path) -> PathBuf {
+/// Reads at most [`MAX_SECRET_FILE`] bytes: a secret file holds one short value.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    let cannot =
+        |e: &dyn std::fmt::Display| format!("cannot read secret file {}: {e}", path.display());
+    let bytes = read_bounded(path, MAX_SECRET_FILE)
+        .map_err(|e| cannot(&e))?
+        .ok_or_else(|| {
+            format!(
+                "secret file {} is larger than {MAX_SECRET_FILE} bytes; it must hold only the secret",
+                path.display()
+            )
+        })?;
+    String::from_utf8(bytes).map_err(|_| cannot(&"stream did not contain valid UTF-8"))
+}
+
+pub(crate) fn resolve_path(base_dir: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -1260,7 +1280,7 @@ fn split_host_port(text: &str) -> Result<(&str, Option<&str>), String> {
 }
 
 /// A host without a port (`icmp`): a name, an IP, or a bracketed IPv6 address.
-fn host(text: &str, path: &str, errors: &mut Errors) -> Option<Host> {
+pub(crate) fn host(text: &str, path: &str, errors: &mut Errors) -> Option<Host> {
     let parsed = match split_host_port(text) {
         Ok((host, None)) => parse_host(host),
         Ok((_, Some(_))) => Err(format!("\"{text}\": give a host without a port")),

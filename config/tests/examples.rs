@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use siteward_config::{
-    load, Config, Host, Probe, Tunnel, TunnelKind, WireguardTunnel, CHECK_KINDS,
+    load, Config, DpdAction, Host, IpsecAuth, IpsecTunnel, Probe, Secret, StartAction, Tunnel,
+    TunnelKind, WireguardTunnel, CHECK_KINDS,
 };
+use siteward_ike::identity::Identity;
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -152,6 +154,81 @@ fn plant_01_reads_the_documented_dummy_secrets() {
 fn wireguard(tunnel: &Tunnel) -> &WireguardTunnel {
     match &tunnel.kind {
         TunnelKind::Wireguard(wg) => wg,
+        other => panic!("not a WireGuard tunnel: {other:?}"),
+    }
+}
+
+fn ipsec(tunnel: &Tunnel) -> &IpsecTunnel {
+    match &tunnel.kind {
+        TunnelKind::Ipsec(ipsec) => ipsec,
+        other => panic!("not an IPsec tunnel: {other:?}"),
+    }
+}
+
+#[test]
+fn plant_02_has_ipsec_tunnels_with_a_psk_and_with_certificates() {
+    let config = load_example("plant-02.toml");
+    let names: Vec<(&str, &str, &str)> = config
+        .tunnels
+        .iter()
+        .map(|t| (t.name.as_str(), t.interface.as_str(), t.kind.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [("hq", "ipsec-hq", "ipsec"), ("dc", "ipsec-dc", "ipsec")]
+    );
+
+    let hq = ipsec(&config.tunnels[0]);
+    assert_eq!(hq.remote_addrs, [Host::Name("vpn-hq.example.net".into())]);
+    assert_eq!(
+        hq.local_id,
+        Some(Identity::Fqdn("plant-02.corp.example".into()))
+    );
+    let psk = std::fs::read_to_string(examples_dir().join("secrets/ipsec-hq.psk")).unwrap();
+    assert_eq!(hq.auth, IpsecAuth::Psk(Secret::new(psk.trim_end())));
+    let readme = std::fs::read_to_string(examples_dir().join("secrets/README.md")).unwrap();
+    assert!(readme.contains(psk.trim_end()), "the PSK is not documented");
+    let proposals: Vec<String> = hq.proposals.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        proposals,
+        ["aes256gcm16-prfsha256-x25519", "aes256-sha256-modp2048"]
+    );
+    assert_eq!(
+        (hq.start, hq.dpd_action, hq.child_rekey_bytes),
+        (StartAction::Initiate, DpdAction::Restart, Some(10 << 30))
+    );
+
+    let dc = ipsec(&config.tunnels[1]);
+    assert_eq!(dc.start, StartAction::Trap);
+    assert!(dc.encap);
+    assert_eq!(dc.local_id, None);
+    assert_eq!(
+        dc.remote_id.as_ref().map(ToString::to_string).as_deref(),
+        Some("C=CH, O=Example Corp, CN=vpn-dc.example.net")
+    );
+    match &dc.auth {
+        IpsecAuth::Cert {
+            cert_pem,
+            key_pem,
+            ca_pem,
+            ..
+        } => {
+            assert!(String::from_utf8_lossy(cert_pem).contains("BEGIN CERTIFICATE"));
+            assert!(key_pem.expose().contains("BEGIN PRIVATE KEY"));
+            assert!(String::from_utf8_lossy(ca_pem).contains("BEGIN CERTIFICATE"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same local side for both; destinations apart.
+    assert_eq!(hq.local_ts, dc.local_ts);
+    assert_ne!(hq.remote_ts, dc.remote_ts);
+
+    // The checks follow the tunnels.
+    for tunnel in &config.tunnels {
+        assert!(config
+            .checks
+            .iter()
+            .any(|c| c.placement.interface.as_deref() == Some(tunnel.interface.as_str())));
     }
 }
 
@@ -243,11 +320,30 @@ fn hosts_of(config: &Config) -> Vec<String> {
         hosts.extend(check.placement.source.map(|ip| ip.to_string()));
     }
     for tunnel in &config.tunnels {
-        let endpoints = wireguard(tunnel)
-            .peers
-            .iter()
-            .filter_map(|peer| peer.endpoint.as_ref());
-        hosts.extend(endpoints.map(|endpoint| endpoint.host.to_string()));
+        match &tunnel.kind {
+            TunnelKind::Wireguard(wg) => {
+                let endpoints = wg.peers.iter().filter_map(|peer| peer.endpoint.as_ref());
+                hosts.extend(endpoints.map(|endpoint| endpoint.host.to_string()));
+            }
+            TunnelKind::Ipsec(ipsec) => {
+                hosts.extend(ipsec.local_addrs.iter().map(ToString::to_string));
+                hosts.extend(ipsec.remote_addrs.iter().map(Host::to_string));
+                for id in [&ipsec.local_id, &ipsec.remote_id].into_iter().flatten() {
+                    match id {
+                        Identity::Fqdn(name) => hosts.push(name.clone()),
+                        Identity::Ipv4(ip) => hosts.push(ip.to_string()),
+                        Identity::Ipv6(ip) => hosts.push(ip.to_string()),
+                        Identity::Dn(attributes) => hosts.extend(
+                            attributes
+                                .iter()
+                                .filter(|(attribute, _)| attribute == "CN")
+                                .map(|(_, value)| value.clone()),
+                        ),
+                        Identity::Email(_) | Identity::KeyId(_) => {}
+                    }
+                }
+            }
+        }
     }
     hosts
 }

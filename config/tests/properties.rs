@@ -355,7 +355,9 @@ fn wireguard_tunnel(t: usize) -> impl Strategy<Value = Tunnel> {
 
 /// `tunnel` as a `[[tunnels]]` table.
 fn tunnel_to_toml(tunnel: &Tunnel) -> toml::Table {
-    let TunnelKind::Wireguard(wg) = &tunnel.kind;
+    let TunnelKind::Wireguard(wg) = &tunnel.kind else {
+        panic!("only WireGuard tunnels are generated here: {tunnel:?}");
+    };
     let strings =
         |items: Vec<String>| toml::Value::Array(items.into_iter().map(Into::into).collect());
     let mut table = toml::Table::new();

@@ -5,7 +5,9 @@
 use std::fs;
 use std::path::Path;
 
-use siteward_config::{load, AdminTls, Config, Probe, TlsTrust, TunnelKind, WgSecretKey};
+use siteward_config::{
+    load, AdminTls, Config, IpsecAuth, Probe, Secret, TlsTrust, TunnelKind, WgSecretKey,
+};
 
 /// A configuration directory with `siteward.toml` holding `text` and the given files.
 struct Dir {
@@ -288,6 +290,7 @@ fn wg_keys(config: &Config) -> (String, Option<String>) {
             base64(&wg.private_key),
             wg.peers[0].preshared_key.as_ref().map(base64),
         ),
+        other => panic!("not a WireGuard tunnel: {other:?}"),
     }
 }
 
@@ -448,4 +451,230 @@ fn errors_never_quote_a_wireguard_key() {
         "{errors:#?}"
     );
     assert!(!format!("{errors:?}").contains("SECRET"), "{errors:#?}");
+}
+
+// ---- IPsec: pre-shared key, certificates and private key ------------------------------
+
+const IPSEC_HEAD: &str = "[[tunnels]]\nname = \"hq\"\nkind = \"ipsec\"\ninterface = \"ipsec-hq\"\n\
+     local_ts = [\"192.0.2.0/24\"]\nremote_ts = [\"198.51.100.0/24\"]\n";
+const CERT_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBdummyCERT\n-----END CERTIFICATE-----\n";
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBdummyCA\n-----END CERTIFICATE-----\n";
+/// Stands for a key: only the PEM framing is checked at load.
+const KEY_PEM: &str =
+    "-----BEGIN PRIVATE KEY-----\nMIGHAgEAKEY-SECRET-BODY\n-----END PRIVATE KEY-----\n";
+
+fn ipsec(auth_lines: &str) -> String {
+    format!("{HEAD}{IPSEC_HEAD}{auth_lines}\n")
+}
+
+fn ipsec_cert() -> String {
+    ipsec(
+        "auth = \"cert\"\ncert_file = \"certs/gw.pem\"\nkey_file = \"secrets/gw.key\"\n\
+         ca_file = \"certs/ca.pem\"",
+    )
+}
+
+fn ipsec_auth(config: &Config) -> IpsecAuth {
+    match &config.tunnels[0].kind {
+        TunnelKind::Ipsec(ipsec) => ipsec.auth.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn psk_file_is_relative_to_the_config_and_loses_its_trailing_newline() {
+    let dir = Dir::new(
+        &ipsec("auth = \"psk\"\npsk_file = \"secrets/hq.psk\""),
+        &[("secrets/hq.psk", "a psk of twenty-four b\n")],
+    );
+    assert_eq!(
+        ipsec_auth(&dir.load().unwrap()),
+        IpsecAuth::Psk(Secret::new("a psk of twenty-four b"))
+    );
+}
+
+#[test]
+fn psk_file_problems_are_reported_at_psk_file() {
+    let dir = Dir::new(
+        &ipsec("auth = \"psk\"\npsk_file = \"hq.psk\""),
+        &[("hq.psk", "SECRET-short\n")],
+    );
+    let errors = dir.load().unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].0, "tunnels[0].psk_file");
+    assert!(
+        errors[0].1.contains("is 12 bytes; at least 16 are needed"),
+        "{errors:#?}"
+    );
+    assert!(!errors[0].1.contains("SECRET"), "{errors:#?}");
+
+    let dir = Dir::new(&ipsec("auth = \"psk\"\npsk_file = \"/dev/zero\""), &[]);
+    let errors = dir.load().unwrap_err();
+    assert_eq!(errors[0].0, "tunnels[0].psk_file");
+    assert!(
+        errors[0].1.contains("is larger than 4096 bytes"),
+        "{errors:#?}"
+    );
+
+    let dir = Dir::new(&ipsec("auth = \"psk\"\npsk_file = \"none.psk\""), &[]);
+    let errors = dir.load().unwrap_err();
+    assert_eq!(errors[0].0, "tunnels[0].psk_file");
+    assert!(
+        errors[0].1.starts_with("cannot read secret file"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn certificate_files_are_read_relative_to_the_config() {
+    let dir = Dir::new(
+        &ipsec_cert(),
+        &[
+            ("certs/gw.pem", CERT_PEM),
+            ("secrets/gw.key", KEY_PEM),
+            ("certs/ca.pem", CA_PEM),
+        ],
+    );
+    let config = dir.load().unwrap();
+    match ipsec_auth(&config) {
+        IpsecAuth::Cert {
+            cert_file,
+            cert_pem,
+            key_file,
+            key_pem,
+            ca_file,
+            ca_pem,
+        } => {
+            assert_eq!(cert_file, dir.path().join("certs/gw.pem"));
+            assert_eq!(cert_pem, CERT_PEM.as_bytes());
+            assert_eq!(key_file, dir.path().join("secrets/gw.key"));
+            // The trailing newline goes, as with every secret file.
+            assert_eq!(key_pem.expose(), KEY_PEM.trim_end());
+            assert_eq!(ca_file, dir.path().join("certs/ca.pem"));
+            assert_eq!(ca_pem, CA_PEM.as_bytes());
+        }
+        other => panic!("{other:?}"),
+    }
+    // The private key never shows in Debug output.
+    let rendered = format!("{config:?}{config:#?}");
+    assert!(!rendered.contains("KEY-SECRET-BODY"), "{rendered}");
+    assert!(rendered.contains("key_pem: Secret(***)"), "{rendered}");
+}
+
+#[test]
+fn certificate_file_problems_are_reported_at_their_key() {
+    let files = |cert: &'static str, key: &'static str, ca: &'static str| {
+        [
+            ("certs/gw.pem", cert),
+            ("secrets/gw.key", key),
+            ("certs/ca.pem", ca),
+        ]
+    };
+    let rsa_key =
+        "-----BEGIN RSA PRIVATE KEY-----\nKEY-SECRET-BODY\n-----END RSA PRIVATE KEY-----\n";
+    let ec_key = "-----BEGIN EC PRIVATE KEY-----\nKEY-SECRET-BODY\n-----END EC PRIVATE KEY-----\n";
+    for key in [rsa_key, ec_key] {
+        let dir = Dir::new(&ipsec_cert(), &files(CERT_PEM, key, CA_PEM));
+        assert!(dir.load().is_ok(), "{key}");
+    }
+    let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nKEY-SECRET-BODY\n-----END ENCRYPTED PRIVATE KEY-----\n";
+    let openssh =
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nKEY-SECRET-BODY\n-----END OPENSSH PRIVATE KEY-----\n";
+    let der = "0\u{1}KEY-SECRET-BODY";
+    for (files, path, fragment) in [
+        (
+            files("MIIB-not-pem", KEY_PEM, CA_PEM),
+            "tunnels[0].cert_file",
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----); a DER file converts",
+        ),
+        (
+            files(CERT_PEM, KEY_PEM, KEY_PEM),
+            "tunnels[0].ca_file",
+            "holds no PEM certificate",
+        ),
+        (
+            files(CERT_PEM, encrypted, CA_PEM),
+            "tunnels[0].key_file",
+            "is encrypted with a passphrase; store the key without one",
+        ),
+        (
+            files(CERT_PEM, openssh, CA_PEM),
+            "tunnels[0].key_file",
+            "holds no PEM private key",
+        ),
+        (
+            files(CERT_PEM, der, CA_PEM),
+            "tunnels[0].key_file",
+            "holds no PEM private key",
+        ),
+    ] {
+        let dir = Dir::new(&ipsec_cert(), &files);
+        let errors = dir.load().unwrap_err();
+        assert!(
+            errors.len() == 1 && errors[0].0 == path && errors[0].1.contains(fragment),
+            "{path}: {errors:#?}"
+        );
+        assert!(!format!("{errors:?}").contains("SECRET"), "{errors:#?}");
+    }
+
+    // Missing files: each reported, all three at once.
+    let dir = Dir::new(&ipsec_cert(), &[]);
+    let errors = dir.load().unwrap_err();
+    let paths: Vec<&str> = errors.iter().map(|(path, _)| path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "tunnels[0].cert_file",
+            "tunnels[0].key_file",
+            "tunnels[0].ca_file"
+        ],
+        "{errors:#?}"
+    );
+    assert!(errors[0].1.starts_with("cannot read"), "{errors:#?}");
+    assert!(
+        errors[1].1.starts_with("cannot read secret file"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn a_key_file_is_a_secret_file_and_a_certificate_file_is_bounded() {
+    let big_key = format!("{KEY_PEM}{}", "x".repeat(4096));
+    let dir = Dir::new(
+        &ipsec_cert(),
+        &[
+            ("certs/gw.pem", CERT_PEM),
+            ("secrets/gw.key", &big_key),
+            ("certs/ca.pem", CA_PEM),
+        ],
+    );
+    let errors = dir.load().unwrap_err();
+    assert!(
+        errors.len() == 1
+            && errors[0].0 == "tunnels[0].key_file"
+            && errors[0].1.contains("is larger than 4096 bytes"),
+        "{errors:#?}"
+    );
+    // Certificates may be longer than a secret, up to 256 KiB.
+    let chain = CERT_PEM.repeat(2000);
+    let dir = Dir::new(
+        &ipsec_cert(),
+        &[
+            ("certs/gw.pem", &chain[..chain.len().min(256 * 1024)]),
+            ("secrets/gw.key", KEY_PEM),
+            ("certs/ca.pem", CA_PEM),
+        ],
+    );
+    assert!(dir.load().is_ok());
+    let dir = Dir::new(
+        &ipsec_cert().replace("certs/ca.pem", "/dev/zero"),
+        &[("certs/gw.pem", CERT_PEM), ("secrets/gw.key", KEY_PEM)],
+    );
+    let errors = dir.load().unwrap_err();
+    assert!(
+        errors.len() == 1
+            && errors[0].0 == "tunnels[0].ca_file"
+            && errors[0].1.contains("is larger than 256 KiB"),
+        "{errors:#?}"
+    );
 }

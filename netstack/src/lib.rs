@@ -6,11 +6,14 @@
 //!   a configuration reload is diffed against.
 //! - [`wireguard`] is the user-space WireGuard kind (boringtun, TUN, batched UDP, UAPI).
 //! - [`udp`] is batched UDP I/O (GSO/GRO) shared by the tunnel kinds.
+//! - [`ipsec`] is the user-space IPsec kind: ESP per packet, the shared IKE/ESP
+//!   endpoints, each tunnel's IKE task and data plane.
 //! - [`netlink`] sets addresses, link state and routes; [`allowed_ips`] is the
 //!   longest-prefix table of cryptokey routing.
 #![forbid(unsafe_code)]
 
 pub mod allowed_ips;
+pub mod ipsec;
 pub mod netlink;
 pub mod placement;
 pub mod tunnel;

@@ -16,6 +16,9 @@
 //! - [`wireguard`]: the real wireguard-go as a tunnel's far end ([`WireguardGo`]),
 //!   `wg show IFNAME dump` parsed ([`wg_show_dump`], for any UAPI socket, Siteward's too),
 //!   ping, a SHA-256-checked TCP transfer and a tcpdump capture through a tunnel.
+//! - [`strongswan`]: the real strongSwan charon (kernel-libipsec, user-space ESP) in a
+//!   namespace, driven by swanctl ([`Charon`]), and the two-site topology of the IPsec
+//!   suites ([`strongswan::SitePair`]); [`pki`]: a test CA, intermediates and leaves.
 //!
 //! The binary is `<target>/debug/siteward` next to the test executable, or `SITEWARD_BIN`.
 //! Build it first: `cargo build -p siteward` (CI runs `cargo build --workspace --bins`).
@@ -25,8 +28,10 @@ pub mod daemon;
 pub mod http;
 pub mod metrics;
 pub mod netns;
+pub mod pki;
 pub mod process;
 pub mod simulator;
+pub mod strongswan;
 pub mod wireguard;
 
 pub use daemon::{json_line, last_detail, Daemon, DaemonOptions};
@@ -34,6 +39,7 @@ pub use metrics::{promtool_check, Scrape};
 pub use netns::Netns;
 pub use process::ChildProcess;
 pub use simulator::Simulator;
+pub use strongswan::{Charon, CharonConfig, ChildSaInfo, SaInfo};
 pub use wireguard::{wg_show_dump, WgDump, WgKeys, WgPeer, WgPeerStatus, WireguardGo};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -37,3 +37,20 @@ pub fn assert_only_error(toml: &str, path: &str, fragment: &str) {
         "expected only `{path}: ...{fragment}...` for\n{toml}\ngot {errors:#?}"
     );
 }
+
+/// Asserts the errors of `text`, in order, as (path, fragment of the message).
+#[allow(dead_code)] // not every suite asserts several errors
+pub fn assert_errors(text: &str, expected: &[(&str, &str)]) {
+    let errors = errors_of(text);
+    let matches = errors.len() == expected.len()
+        && errors
+            .iter()
+            .zip(expected)
+            .all(|((path, message), (want_path, fragment))| {
+                path == want_path && message.contains(fragment)
+            });
+    assert!(
+        matches,
+        "expected {expected:#?}\nfor\n{text}\ngot {errors:#?}"
+    );
+}

@@ -111,7 +111,10 @@ impl WireguardTunnel {
     ) -> Result<Self, TunnelError> {
         let fail = |what: String| TunnelError::new(&config.name, what);
         let TunnelKind::Wireguard(wg) = &config.kind else {
-            return Err(fail("not a WireGuard tunnel".into()));
+            return Err(fail(format!(
+                "not a WireGuard tunnel: {}",
+                config.kind.as_str()
+            )));
         };
 
         let private_key = StaticSecret::from(*wg.private_key.expose());
@@ -319,6 +322,7 @@ impl Tunnel for WireguardTunnel {
             if config.interface != self.shared.interface {
                 return Ok(Update::NeedsRestart);
             }
+            // Another kind now: only a new tunnel can be it.
             let TunnelKind::Wireguard(wg) = &config.kind else {
                 return Ok(Update::NeedsRestart);
             };
