@@ -900,7 +900,13 @@ mod tests {
         let ours = [ike_gcm(), ike_cbc()];
         let offer = ike_offer(&ours, None);
         let (_, good) = select_ike(&ours, &offer[1..], None).unwrap();
-        assert_eq!(accept_ike(&ours, &[good.clone()]).unwrap().0.encr, cbc(256));
+        assert_eq!(
+            accept_ike(&ours, std::slice::from_ref(&good))
+                .unwrap()
+                .0
+                .encr,
+            cbc(256)
+        );
 
         let reject = |answer: Vec<ProposalWire>, expected: &str| {
             let err = accept_ike(&ours, &answer).unwrap_err();
@@ -954,7 +960,7 @@ mod tests {
         });
         assert!(accept_esp(&ours, &[with_dh], false).is_err());
         // With PFS offered, the answer must pick one of our groups.
-        assert!(accept_esp(&ours, &[answer.clone()], true).is_err());
+        assert!(accept_esp(&ours, std::slice::from_ref(&answer), true).is_err());
         let mut short_spi = answer;
         short_spi.spi = vec![1, 2];
         assert!(accept_esp(&ours, &[short_spi], false).is_err());

@@ -177,7 +177,7 @@ fn decode_body(kind: u8, critical: bool, body: &[u8]) -> Result<Payload, String>
     let len = u16::try_from(body.len()).map_err(|_| "longer than 65,535 bytes".to_string())?;
     let payload = match kind {
         t::SA => match parse_ikev2_payload_sa(body, len) {
-            Ok((rest, IkeV2PayloadContent::SA(proposals))) if rest.is_empty() => {
+            Ok((&[], IkeV2PayloadContent::SA(proposals))) => {
                 Payload::Sa(convert_proposals(&proposals)?)
             }
             Ok((rest, _)) => {
