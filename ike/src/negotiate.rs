@@ -43,14 +43,7 @@ pub fn ike_offer(ours: &[IkeProposal], spi: Option<u64>) -> Vec<ProposalWire> {
         .unwrap_or_default();
     numbered(ours)
         .map(|(number, proposal)| {
-            let mut transforms: Vec<TransformWire> =
-                proposal.encr.iter().map(|&e| encr_transform(e)).collect();
-            transforms.extend(
-                proposal
-                    .integ
-                    .iter()
-                    .map(|i| plain(tt::INTEG, i.transform_id())),
-            );
+            let mut transforms = cipher_transforms(&proposal.encr, &proposal.integ);
             transforms.extend(
                 proposal
                     .prf
@@ -73,14 +66,7 @@ pub fn ike_offer(ours: &[IkeProposal], spi: Option<u64>) -> Vec<ProposalWire> {
 pub fn esp_offer(ours: &[EspProposal], spi: u32, with_pfs: bool) -> Vec<ProposalWire> {
     numbered(ours)
         .map(|(number, proposal)| {
-            let mut transforms: Vec<TransformWire> =
-                proposal.encr.iter().map(|&e| encr_transform(e)).collect();
-            transforms.extend(
-                proposal
-                    .integ
-                    .iter()
-                    .map(|i| plain(tt::INTEG, i.transform_id())),
-            );
+            let mut transforms = cipher_transforms(&proposal.encr, &proposal.integ);
             if with_pfs {
                 transforms.extend(proposal.dh.iter().map(|d| plain(tt::DH, d.id())));
             }
@@ -99,12 +85,15 @@ fn numbered<T>(ours: &[T]) -> impl Iterator<Item = (u8, &T)> {
     (1..=u8::MAX).zip(ours)
 }
 
-fn encr_transform(encr: EncrAlg) -> TransformWire {
-    TransformWire {
+/// ENCR transforms with their key lengths, then INTEG transforms.
+fn cipher_transforms(encr: &[EncrAlg], integ: &[IntegAlg]) -> Vec<TransformWire> {
+    let encr = encr.iter().map(|e| TransformWire {
         kind: tt::ENCR,
-        id: encr.transform_id(),
-        key_len: Some(encr.key_bits()),
-    }
+        id: e.transform_id(),
+        key_len: Some(e.key_bits()),
+    });
+    let integ = integ.iter().map(|i| plain(tt::INTEG, i.transform_id()));
+    encr.chain(integ).collect()
 }
 
 fn plain(kind: u8, id: u16) -> TransformWire {
