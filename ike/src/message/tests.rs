@@ -1165,6 +1165,58 @@ fn decrypts_strongswan_psk_ike_auth() {
     assert_eq!(m.encode_protected(&sk_er, iv).unwrap(), response);
 }
 
+/// The IKE_SA_INIT exchange of the same PSK capture, and the SK_pi charon logged.
+const STRONGSWAN_PSK_IKE_SA_INIT_REQUEST: &str = "
+    dc8801a7f18cb7dc00000000000000002120220800000000000000e82200002800000024010100030300
+    000c01000014800e01000300000802000005000000080400001f28000028001f00007496923fde5a23fc
+    6024e93cdbf266fa5549b30944e791edb8baacd786febf6f29000024bfd5e0eb9fff0438a571812fde78
+    da2cdf760879148ff3880d736b13143185252900001c000040041f000b1312a75e83c217b37a726c256a
+    3ca4e36c2900001c000040052d30ba131f7830c50481ce32c5721998690c0bf0290000080000402e2900
+    00100000402f00020003000400050000000800004016";
+const STRONGSWAN_PSK_IKE_SA_INIT_RESPONSE: &str = "
+    dc8801a7f18cb7dc2e81896b7d34e5402120222000000000000000f02200002800000024010100030300
+    000c01000014800e01000300000802000005000000080400001f28000028001f0000d8266a30952e3d40
+    c2d427583b150851158f432cff3e26d9b3404bf060ec876d2900002437a3cf5a2800d080e8de09f7574f
+    a637435396dfeff6e22c0b493ae6580273602900001c000040043092c31f876133384ea5728bf48c1724
+    dbc357052900001c0000400551b2bfe62fd08e7d42e97fc16e44353605217c62290000080000402e2900
+    00100000402f000200030004000529000008000040220000000800004014";
+const STRONGSWAN_PSK_SK_PI: &str =
+    "a249d79ea5f188093c0bbe7c6cae76c20e04b5cbb5de00adb24bf305cb4cece8";
+
+/// The ID payload body and AUTH data as decoded here are what strongSwan's AUTH covers:
+/// its PSK MAC verifies over the captured IKE_SA_INIT request, the responder's nonce and
+/// prf(SK_pi, IDi body).
+#[test]
+fn strongswan_psk_auth_verifies_over_decoded_payloads() {
+    use crate::algorithms::PrfAlg;
+    use crate::crypto::auth::{signed_octets, verify_psk};
+    let init_request = unhex(STRONGSWAN_PSK_IKE_SA_INIT_REQUEST);
+    let init_response = decode(&unhex(STRONGSWAN_PSK_IKE_SA_INIT_RESPONSE)).unwrap();
+    let Some(Payload::Nonce(nonce_r)) = init_response.payloads.get(2) else {
+        panic!("the responder's nonce is its third payload");
+    };
+    let request = unhex(STRONGSWAN_PSK_IKE_AUTH_REQUEST);
+    let sk_ei = gcm_key(STRONGSWAN_PSK_SK_EI);
+    let Ok(Protected::Complete(auth)) = Decoder::new().decode_protected(&request, &sk_ei) else {
+        panic!("IKE_AUTH decrypts");
+    };
+    let (Payload::IdI(id), Payload::Auth { method: 2, data }) =
+        (&auth.payloads[0], &auth.payloads[3])
+    else {
+        panic!("IDi and a PSK AUTH expected");
+    };
+    let prf = PrfAlg::HmacSha256;
+    let octets = signed_octets(
+        prf,
+        &init_request,
+        nonce_r,
+        &unhex(STRONGSWAN_PSK_SK_PI),
+        &id.body(),
+    );
+    assert_eq!(verify_psk(prf, b"capture-only-psk", &octets, data), Ok(()));
+    assert!(verify_psk(prf, b"another-psk", &octets, data).is_err());
+}
+
 /// The datagrams and keys of `testdata/strongswan-5.9-ike-auth-fragments.txt`.
 struct Capture {
     keys: std::collections::HashMap<String, Vec<u8>>,
