@@ -8,6 +8,10 @@
 //! - [`identity`]: IKE identities (`ID_FQDN`, `ID_IPV4_ADDR`, DNs, ...).
 //! - [`crypto`]: the symmetric transforms shared by IKE's SK payload and ESP, and the rest
 //!   of IKE's cryptography.
+//! - [`message`]: the message codec (payloads, the SK payload, RFC 7383 fragments).
+//! - [`negotiate`]: proposals on the wire and choosing from them.
+//! - [`ts`]: traffic selectors and their narrowing.
+//! - [`fragment`]: fragment sizing and reassembly for [`message`].
 //! - [`sa`]: the IKE SA state machine (every exchange, both roles, timers).
 //! - [`cookie`]: stateless cookies for a responder under a flood of IKE_SA_INIT.
 #![forbid(unsafe_code)]
@@ -15,6 +19,10 @@
 pub mod algorithms;
 pub mod cookie;
 pub mod crypto;
+pub mod fragment;
 pub mod identity;
+pub mod message;
+pub mod negotiate;
 pub mod proposal;
+pub mod ts;
 pub mod sa;
