@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
+use subtle::ConstantTimeEq;
 
 use crate::message::{notify, ExchangeType, Message, Notify, Payload};
 
@@ -80,11 +81,7 @@ impl Cookies {
             let secrets = std::iter::once(&self.current).chain(self.previous.as_ref());
             for secret in secrets {
                 if cookie.first() == Some(&secret.version)
-                    && ring::constant_time::verify_slices_are_equal(
-                        cookie,
-                        &make(secret, nonce, from, request.spi_i),
-                    )
-                    .is_ok()
+                    && bool::from(cookie.ct_eq(&make(secret, nonce, from, request.spi_i)))
                 {
                     return CookieCheck::Valid;
                 }
@@ -131,4 +128,88 @@ fn random(rng: &SystemRandom) -> [u8; 32] {
     // SystemRandom fails only without an OS entropy source, where nothing else works either.
     let _ = rng.fill(&mut bytes);
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::decode;
+
+    fn init_request(cookie: Option<&[u8]>) -> Message {
+        let mut payloads = Vec::new();
+        if let Some(cookie) = cookie {
+            payloads.push(Payload::Notify(Notify {
+                protocol: 0,
+                spi: Vec::new(),
+                kind: notify::COOKIE,
+                data: cookie.to_vec(),
+            }));
+        }
+        payloads.push(Payload::Nonce(vec![7; 32]));
+        Message {
+            spi_i: 0x1122_3344_5566_7788,
+            spi_r: 0,
+            exchange: ExchangeType::IkeSaInit,
+            initiator: true,
+            response: false,
+            message_id: 0,
+            payloads,
+        }
+    }
+
+    fn cookie_of(answer: &[u8]) -> Vec<u8> {
+        let answer = decode(answer).unwrap();
+        match &answer.payloads[..] {
+            [Payload::Notify(n)] if n.kind == notify::COOKIE => n.data.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_echoed_cookie_passes_and_a_forged_one_is_challenged() {
+        let now = Instant::now();
+        let cookies = Cookies::new(now);
+        let from: IpAddr = "192.0.2.9".parse().unwrap();
+        let CookieCheck::Challenge(answer) = cookies.check(&init_request(None), from) else {
+            panic!("a request without a cookie is challenged");
+        };
+        let cookie = cookie_of(&answer);
+        assert_eq!(
+            cookies.check(&init_request(Some(&cookie)), from),
+            CookieCheck::Valid
+        );
+        // From another address, or tampered: challenged again.
+        let elsewhere: IpAddr = "192.0.2.10".parse().unwrap();
+        assert!(matches!(
+            cookies.check(&init_request(Some(&cookie)), elsewhere),
+            CookieCheck::Challenge(_)
+        ));
+        let mut forged = cookie.clone();
+        forged[5] ^= 1;
+        assert!(matches!(
+            cookies.check(&init_request(Some(&forged)), from),
+            CookieCheck::Challenge(_)
+        ));
+    }
+
+    #[test]
+    fn a_cookie_survives_one_rotation_but_not_two() {
+        let now = Instant::now();
+        let mut cookies = Cookies::new(now);
+        let from: IpAddr = "198.51.100.1".parse().unwrap();
+        let CookieCheck::Challenge(answer) = cookies.check(&init_request(None), from) else {
+            panic!("challenged");
+        };
+        let cookie = cookie_of(&answer);
+        cookies.rotate(now + ROTATE_EVERY);
+        assert_eq!(
+            cookies.check(&init_request(Some(&cookie)), from),
+            CookieCheck::Valid
+        );
+        cookies.rotate(now + ROTATE_EVERY * 2);
+        assert!(matches!(
+            cookies.check(&init_request(Some(&cookie)), from),
+            CookieCheck::Challenge(_)
+        ));
+    }
 }

@@ -24,5 +24,5 @@ pub mod identity;
 pub mod message;
 pub mod negotiate;
 pub mod proposal;
-pub mod ts;
 pub mod sa;
+pub mod ts;

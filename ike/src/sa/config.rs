@@ -44,7 +44,7 @@ pub struct SaConfig {
 pub enum LocalAuth {
     Psk(Zeroizing<Vec<u8>>),
     Cert {
-        key: SigningKey,
+        key: Box<SigningKey>,
         /// DER, end-entity first, then intermediates (sent as CERT payloads).
         chain: Vec<Vec<u8>>,
     },

@@ -40,12 +40,7 @@ pub(super) struct IkeRekey {
     dh: DhPrivate,
 }
 
-pub(super) fn start_child_rekey(
-    sa: &mut IkeSa,
-    spi_in: u32,
-    group: Option<DhGroup>,
-    now: Instant,
-) {
+pub(super) fn start_child_rekey(sa: &mut IkeSa, spi_in: u32, group: Option<DhGroup>, now: Instant) {
     let Some(child) = sa.children.iter().find(|c| c.spi_in == spi_in) else {
         return;
     };
@@ -174,7 +169,8 @@ fn complete_child_rekey(
     let (suite, spi_out) =
         negotiate::accept_esp(&sa.config.esp_proposals, answer, rekey.dh.is_some())
             .map_err(|e| fail(format!("the peer's ESP proposal: {e}")))?;
-    let nr = nonce_of(message).ok_or_else(|| fail("CREATE_CHILD_SA response without Nonce".into()))?;
+    let nr =
+        nonce_of(message).ok_or_else(|| fail("CREATE_CHILD_SA response without Nonce".into()))?;
     let shared = match rekey.dh {
         Some(dh) => {
             let group = dh.group();
@@ -363,13 +359,13 @@ fn respond_child(sa: &mut IkeSa, message: &Message, now: Instant) -> Vec<Payload
         message,
         &ni,
         &nr,
-        pfs.as_ref().map(|(group, shared, _)| (*group, shared.as_slice())),
+        pfs.as_ref()
+            .map(|(group, shared, _)| (*group, shared.as_slice())),
     );
     let (mut child, answer) = match result {
         Ok(pair) => pair,
         Err((_, notify::NO_PROPOSAL_CHOSEN))
-            if pfs.is_none()
-                && sa.config.esp_proposals.iter().all(|p| !p.dh.is_empty()) =>
+            if pfs.is_none() && sa.config.esp_proposals.iter().all(|p| !p.dh.is_empty()) =>
         {
             // We insist on PFS and the peer sent no key share.
             return invalid_ke(sa);
@@ -421,7 +417,10 @@ fn invalid_ke(sa: &IkeSa) -> Vec<Payload> {
         .find_map(|p| p.dh.first())
         .map(|g| g.id())
         .unwrap_or(0);
-    vec![notify_payload(notify::INVALID_KE_PAYLOAD, &group.to_be_bytes())]
+    vec![notify_payload(
+        notify::INVALID_KE_PAYLOAD,
+        &group.to_be_bytes(),
+    )]
 }
 
 pub(super) fn start_ike_rekey(sa: &mut IkeSa, group: DhGroup, now: Instant) {
@@ -513,7 +512,9 @@ fn complete_ike_rekey(sa: &mut IkeSa, rekey: IkeRekey, message: &Message) -> Res
         .map(u64::from_be_bytes)
         .map_err(|_| protocol("the peer's new SPI is not 8 bytes"))?;
     if suite.dh != rekey.dh.group() {
-        return Err(protocol("the peer chose another DH group than our key share"));
+        return Err(protocol(
+            "the peer chose another DH group than our key share",
+        ));
     }
     let nr = nonce_of(message).ok_or_else(|| protocol("response without Nonce"))?;
     let ke = key_share(message, suite.dh).ok_or_else(|| protocol("response without KE"))?;

@@ -4,9 +4,7 @@
 use std::time::Instant;
 
 use super::create_child::{PROTOCOL_ESP, PROTOCOL_IKE};
-use super::{
-    answer_with, notifies, ChildState, Failure, IkeSa, Path, Request, State,
-};
+use super::{answer_with, notifies, ChildState, Failure, IkeSa, Path, Request, State};
 use crate::message::{notify, ExchangeType, Message, Payload, Protected};
 
 /// The peer's INFORMATIONAL request; returns our answer's payloads.
@@ -50,7 +48,10 @@ pub(super) fn handle_request(sa: &mut IkeSa, message: &Message, _now: Instant) -
         );
         answer.push(Payload::Delete {
             protocol: PROTOCOL_ESP,
-            spis: deleted_in.iter().map(|s| s.to_be_bytes().to_vec()).collect(),
+            spis: deleted_in
+                .iter()
+                .map(|s| s.to_be_bytes().to_vec())
+                .collect(),
         });
         for spi_in in deleted_in {
             sa.remove_child(spi_in);
@@ -146,16 +147,28 @@ pub(super) fn handle_retiring(
     if message.message_id != keys.next_peer_id {
         return;
     }
-    let deletes_ike = message
-        .payloads
-        .iter()
-        .any(|p| matches!(p, Payload::Delete { protocol: PROTOCOL_IKE, .. }));
+    let deletes_ike = message.payloads.iter().any(|p| {
+        matches!(
+            p,
+            Payload::Delete {
+                protocol: PROTOCOL_IKE,
+                ..
+            }
+        )
+    });
     let payloads = match message.exchange {
         ExchangeType::Informational => Vec::new(),
         _ => vec![super::notify_payload(notify::TEMPORARY_FAILURE, &[])],
     };
     let rng = sa.rng.clone();
-    let datagrams = answer_with(keys, &rng, fragment, message.message_id, message.exchange, payloads);
+    let datagrams = answer_with(
+        keys,
+        &rng,
+        fragment,
+        message.message_id,
+        message.exchange,
+        payloads,
+    );
     for datagram in datagrams {
         sa.send_on(path, datagram);
     }

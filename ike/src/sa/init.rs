@@ -10,16 +10,13 @@ use super::{
     Output, Path, Pending, Refusal, RemoteAuth, Request, State,
 };
 use crate::algorithms::DhGroup;
-use crate::crypto::auth::{
-    self, SignatureHash, AUTH_DIGITAL_SIGNATURE, AUTH_SHARED_KEY,
-};
+use crate::crypto::auth::{self, SignatureHash, AUTH_DIGITAL_SIGNATURE, AUTH_SHARED_KEY};
 use crate::crypto::certs::PeerCert;
 use crate::crypto::dh::DhPrivate;
 use crate::crypto::keys::{ChildKeys, IkeKeys};
 use crate::identity::{id_type, Identity};
 use crate::message::{
-    self, notify, Decoder, ExchangeType, IdPayload, Message, Payload, ProposalWire,
-    TrafficSelector,
+    self, notify, Decoder, ExchangeType, IdPayload, Message, Payload, ProposalWire, TrafficSelector,
 };
 use crate::negotiate;
 use crate::ts;
@@ -27,8 +24,11 @@ use crate::ts;
 /// X.509 Certificate - Signature (RFC 7296 §3.6): the encoding of CERT and CERTREQ.
 const CERT_ENCODING_X509: u8 = 4;
 /// Hash algorithms we verify and sign with (RFC 7427 §4).
-const OUR_SIGNATURE_HASHES: [SignatureHash; 3] =
-    [SignatureHash::Sha256, SignatureHash::Sha384, SignatureHash::Sha512];
+const OUR_SIGNATURE_HASHES: [SignatureHash; 3] = [
+    SignatureHash::Sha256,
+    SignatureHash::Sha384,
+    SignatureHash::Sha512,
+];
 /// How often the initiator follows a COOKIE or INVALID_KE_PAYLOAD before giving up.
 const MAX_INIT_ROUNDS: u8 = 3;
 
@@ -81,7 +81,10 @@ fn send_init_request(
         // RFC 7296 §2.6: the cookie goes first.
         payloads.push(notify_payload(notify::COOKIE, cookie));
     }
-    payloads.push(Payload::Sa(negotiate::ike_offer(&sa.config.proposals, None)));
+    payloads.push(Payload::Sa(negotiate::ike_offer(
+        &sa.config.proposals,
+        None,
+    )));
     payloads.push(Payload::Ke {
         group: group.id(),
         data: ke.clone(),
@@ -157,7 +160,7 @@ fn nat_detected(message: &Message, spi_i: u64, spi_r: u64, arrival: Path) -> boo
     };
     let peer_seen = detection_hash(spi_i, spi_r, arrival.remote);
     let we_are_seen = detection_hash(spi_i, spi_r, arrival.local);
-    !sources.iter().any(|s| *s == peer_seen.as_slice()) || destination != we_are_seen.as_slice()
+    !sources.contains(&peer_seen.as_slice()) || destination != we_are_seen.as_slice()
 }
 
 fn signature_hashes_notify() -> Payload {
@@ -246,7 +249,10 @@ pub(super) fn handle_init_response(sa: &mut IkeSa, path: Path, datagram: &[u8], 
 fn resend_with_cookie(sa: &mut IkeSa, init: InitiatorInit, cookie: Vec<u8>, now: Instant) {
     // Same payloads as before (same key share and nonce), with the cookie first.
     let mut payloads = vec![notify_payload(notify::COOKIE, &cookie)];
-    payloads.push(Payload::Sa(negotiate::ike_offer(&sa.config.proposals, None)));
+    payloads.push(Payload::Sa(negotiate::ike_offer(
+        &sa.config.proposals,
+        None,
+    )));
     payloads.push(Payload::Ke {
         group: init.dh.group().id(),
         data: init.ke.clone(),
@@ -327,7 +333,9 @@ fn complete_init(
     })?;
     check_nonce(&nr)?;
     if message.spi_r == 0 {
-        return Err(Failure::Protocol("IKE_SA_INIT response with a zero SPI".into()));
+        return Err(Failure::Protocol(
+            "IKE_SA_INIT response with a zero SPI".into(),
+        ));
     }
     let shared = init
         .dh
@@ -386,7 +394,10 @@ fn our_id_payload(sa: &IkeSa) -> IdPayload {
             data: subject,
         },
         (Some(id @ Identity::Dn(_)), Some(subject))
-            if Identity::from_wire(id_type::DER_ASN1_DN, &subject).ok().as_ref() == Some(id) =>
+            if Identity::from_wire(id_type::DER_ASN1_DN, &subject)
+                .ok()
+                .as_ref()
+                == Some(id) =>
         {
             IdPayload {
                 id_type: id_type::DER_ASN1_DN,
@@ -410,7 +421,10 @@ fn our_id_payload(sa: &IkeSa) -> IdPayload {
 
 /// Our AUTH payload over `octets`, plus the CERT payloads that go with it.
 fn our_auth(sa: &IkeSa, octets: &[u8]) -> Result<(Vec<Payload>, Payload), Failure> {
-    let keys = sa.keys.as_ref().ok_or_else(|| Failure::Protocol("no keys".into()))?;
+    let keys = sa
+        .keys
+        .as_ref()
+        .ok_or_else(|| Failure::Protocol("no keys".into()))?;
     match &sa.config.local_auth {
         LocalAuth::Psk(psk) => Ok((
             Vec::new(),
@@ -464,7 +478,10 @@ fn send_auth_request(
 ) -> Result<(), Failure> {
     let idi = our_id_payload(sa);
     let octets = {
-        let keys = sa.keys.as_ref().ok_or_else(|| Failure::Protocol("no keys".into()))?;
+        let keys = sa
+            .keys
+            .as_ref()
+            .ok_or_else(|| Failure::Protocol("no keys".into()))?;
         auth::signed_octets(
             keys.suite.prf,
             init_request,
@@ -517,7 +534,10 @@ fn verify_peer(
     id: &IdPayload,
     octets: &[u8],
 ) -> Result<Identity, Failure> {
-    let keys = sa.keys.as_ref().ok_or_else(|| Failure::Protocol("no keys".into()))?;
+    let keys = sa
+        .keys
+        .as_ref()
+        .ok_or_else(|| Failure::Protocol("no keys".into()))?;
     let identity = Identity::from_wire(id.id_type, &id.data)
         .map_err(|e| Failure::AuthenticationFailed(format!("the peer's identity: {e}")))?;
     if let Some(expected) = &sa.config.remote_id {
@@ -539,9 +559,8 @@ fn verify_peer(
                     "the peer used AUTH method {method}, this tunnel expects a pre-shared key"
                 )));
             }
-            auth::verify_psk(keys.suite.prf, psk, octets, data).map_err(|_| {
-                Failure::AuthenticationFailed("pre-shared key mismatch".into())
-            })?;
+            auth::verify_psk(keys.suite.prf, psk, octets, data)
+                .map_err(|_| Failure::AuthenticationFailed("pre-shared key mismatch".into()))?;
         }
         RemoteAuth::Cert(anchors) => {
             if method != AUTH_DIGITAL_SIGNATURE {
@@ -584,7 +603,10 @@ pub(super) fn handle_auth_response(
     message: Message,
     now: Instant,
 ) {
-    let has_auth = message.payloads.iter().any(|p| matches!(p, Payload::Auth { .. }));
+    let has_auth = message
+        .payloads
+        .iter()
+        .any(|p| matches!(p, Payload::Auth { .. }));
     if !has_auth {
         let failure = match error_notify(&message).map(|n| n.kind) {
             Some(notify::AUTHENTICATION_FAILED) => Failure::AuthenticationRejected,
@@ -602,7 +624,10 @@ pub(super) fn handle_auth_response(
             _ => None,
         })?;
         let octets = {
-            let keys = sa.keys.as_ref().ok_or_else(|| Failure::Protocol("no keys".into()))?;
+            let keys = sa
+                .keys
+                .as_ref()
+                .ok_or_else(|| Failure::Protocol("no keys".into()))?;
             auth::signed_octets(
                 keys.suite.prf,
                 &context.init_response,
@@ -651,7 +676,10 @@ fn initiator_child(
     if let Some(failure) = child_failure(message) {
         return Err(failure);
     }
-    let keys = sa.keys.as_ref().ok_or_else(|| Failure::Protocol("no keys".into()))?;
+    let keys = sa
+        .keys
+        .as_ref()
+        .ok_or_else(|| Failure::Protocol("no keys".into()))?;
     let answer = single_payload(message, "SA", |p| match p {
         Payload::Sa(proposals) => Some(proposals.as_slice()),
         _ => None,
@@ -743,7 +771,10 @@ pub(super) fn respond_init(sa: &mut IkeSa, request: &[u8], now: Instant) -> Resu
     })
     .map_err(|e| Refusal::Drop(e.to_string()))?;
     if group != suite.dh.id() {
-        return Err(refuse(notify::INVALID_KE_PAYLOAD, &suite.dh.id().to_be_bytes()));
+        return Err(refuse(
+            notify::INVALID_KE_PAYLOAD,
+            &suite.dh.id().to_be_bytes(),
+        ));
     }
     let ni = single_payload(&message, "Nonce", |p| match p {
         Payload::Nonce(n) => Some(n.clone()),
@@ -751,8 +782,7 @@ pub(super) fn respond_init(sa: &mut IkeSa, request: &[u8], now: Instant) -> Resu
     })
     .map_err(|e| Refusal::Drop(e.to_string()))?;
     check_nonce(&ni).map_err(|e| Refusal::Drop(e.to_string()))?;
-    let (dh, our_ke) =
-        DhPrivate::generate(suite.dh).map_err(|e| Refusal::Drop(e.to_string()))?;
+    let (dh, our_ke) = DhPrivate::generate(suite.dh).map_err(|e| Refusal::Drop(e.to_string()))?;
     let shared: Zeroizing<Vec<u8>> = dh
         .agree(&ke)
         .map_err(|e| Refusal::Drop(format!("the initiator's key share: {e}")))?;
@@ -763,9 +793,8 @@ pub(super) fn respond_init(sa: &mut IkeSa, request: &[u8], now: Instant) -> Resu
     let (outbound, inbound) = ike_keys
         .transforms(&suite, false)
         .map_err(|e| Refusal::Drop(e.to_string()))?;
-    sa.nat_t = sa.config.force_encap
-        || sa.path.is_nat_t()
-        || nat_detected(&message, sa.spi_i, 0, sa.path);
+    sa.nat_t =
+        sa.config.force_encap || sa.path.is_nat_t() || nat_detected(&message, sa.spi_i, 0, sa.path);
     sa.peer_fragmentation = peer_supports_fragmentation(&message);
     sa.peer_hashes = peer_signature_hashes(&message);
     let mut payloads = vec![
@@ -829,7 +858,10 @@ pub(super) fn handle_auth_request(sa: &mut IkeSa, message: &Message, now: Instan
             _ => None,
         })?;
         let octets = {
-            let keys = sa.keys.as_ref().ok_or_else(|| Failure::Protocol("no keys".into()))?;
+            let keys = sa
+                .keys
+                .as_ref()
+                .ok_or_else(|| Failure::Protocol("no keys".into()))?;
             auth::signed_octets(
                 keys.suite.prf,
                 &init.request,
@@ -847,7 +879,10 @@ pub(super) fn handle_auth_request(sa: &mut IkeSa, message: &Message, now: Instan
     }
     let idr = our_id_payload(sa);
     let ours = (|| {
-        let keys = sa.keys.as_ref().ok_or_else(|| Failure::Protocol("no keys".into()))?;
+        let keys = sa
+            .keys
+            .as_ref()
+            .ok_or_else(|| Failure::Protocol("no keys".into()))?;
         let octets = auth::signed_octets(
             keys.suite.prf,
             &init.response,
@@ -900,10 +935,7 @@ pub(super) fn responder_child(
     pfs: Option<(DhGroup, &[u8])>,
 ) -> Result<(NewChild, ProposalWire), (Failure, u16)> {
     let protocol = |why: String| (Failure::Protocol(why), notify::INVALID_SYNTAX);
-    let keys = sa
-        .keys
-        .as_ref()
-        .ok_or_else(|| protocol("no keys".into()))?;
+    let keys = sa.keys.as_ref().ok_or_else(|| protocol("no keys".into()))?;
     let offered = single_payload(message, "SA", |p| match p {
         Payload::Sa(proposals) => Some(proposals.as_slice()),
         _ => None,

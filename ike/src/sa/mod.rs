@@ -29,7 +29,6 @@ pub use config::{LocalAuth, RemoteAuth, Retransmit, SaConfig};
 
 use crate::algorithms::{DhGroup, EncrAlg};
 use crate::crypto::auth::SignatureHash;
-use crate::crypto::dh::DhPrivate;
 use crate::crypto::keys::IkeKeys;
 use crate::crypto::transform::Transform;
 use crate::message::{
@@ -75,11 +74,17 @@ impl Path {
 #[derive(Debug)]
 pub enum Output {
     /// Send an IKE message (the driver adds the non-ESP marker on a NAT-T path).
-    Send { path: Path, datagram: Vec<u8> },
+    Send {
+        path: Path,
+        datagram: Vec<u8>,
+    },
     /// Install a CHILD_SA. With `replaces`, the new one takes over outbound traffic at
     /// once and the old one's inbound side stays until its [`Output::ChildDown`].
-    ChildUp(NewChild),
-    ChildDown { spi_in: u32, spi_out: u32 },
+    ChildUp(Box<NewChild>),
+    ChildDown {
+        spi_in: u32,
+        spi_out: u32,
+    },
     /// The IKE SA authenticated both ways.
     Established,
     /// The path changed (NAT-T switch, or the peer's NAT mapping moved): ESP follows it.
@@ -89,10 +94,15 @@ pub enum Output {
     /// The IKE SA was rekeyed: it now also answers to new SPIs ([`IkeSa::all_spis`]).
     IkeRekeyed,
     /// The SPIs of an IKE SA replaced by a rekey are no longer in use.
-    SpisRetired { spi_i: u64, spi_r: u64 },
+    SpisRetired {
+        spi_i: u64,
+        spi_r: u64,
+    },
     /// The IKE SA is gone (with every CHILD_SA: no ChildDown follows). `failure` says why,
     /// or is `None` for an orderly close.
-    Closed { failure: Option<Failure> },
+    Closed {
+        failure: Option<Failure>,
+    },
 }
 
 /// A CHILD_SA ready to carry ESP.
@@ -132,7 +142,9 @@ pub enum Failure {
     /// The peer's authentication did not verify here; the text says what.
     AuthenticationFailed(String),
     /// No proposal acceptable to both sides; `ike` tells which SA.
-    NoProposalChosen { ike: bool },
+    NoProposalChosen {
+        ike: bool,
+    },
     TsUnacceptable,
     /// No answer to a request after every retransmission.
     PeerUnreachable,
@@ -157,7 +169,10 @@ impl fmt::Display for Failure {
                 f.write_str("AUTHENTICATION_FAILED: the peer rejected our authentication")
             }
             Failure::AuthenticationFailed(why) => {
-                write!(f, "AUTHENTICATION_FAILED: the peer's authentication failed: {why}")
+                write!(
+                    f,
+                    "AUTHENTICATION_FAILED: the peer's authentication failed: {why}"
+                )
             }
             Failure::NoProposalChosen { ike: true } => {
                 f.write_str("NO_PROPOSAL_CHOSEN: no IKE proposal acceptable to both sides")
@@ -284,9 +299,16 @@ enum Request {
     /// IKE_SA_INIT or IKE_AUTH.
     Setup,
     Dpd,
-    RekeyChild { spi_in: u32, group: Option<DhGroup> },
-    RekeyIke { group: DhGroup },
-    DeleteChild { spi_in: u32 },
+    RekeyChild {
+        spi_in: u32,
+        group: Option<DhGroup>,
+    },
+    RekeyIke {
+        group: DhGroup,
+    },
+    DeleteChild {
+        spi_in: u32,
+    },
     DeleteIke,
 }
 
@@ -488,7 +510,11 @@ impl IkeSa {
         let (spi_i, spi_r) = self.spis();
         IkeSaStatus {
             state: self.state,
-            initiator: self.keys.as_ref().map(|k| k.initiator).unwrap_or(self.spi_r == 0 || self.state == State::InitSent),
+            initiator: self
+                .keys
+                .as_ref()
+                .map(|k| k.initiator)
+                .unwrap_or(self.spi_r == 0 || self.state == State::InitSent),
             spi_i,
             spi_r,
             suite: self.keys.as_ref().map(|k| k.suite),
@@ -547,7 +573,10 @@ impl IkeSa {
         if let Some(keys) = &self.keys {
             let group = keys.suite.dh;
             if self.state == State::Established
-                && !self.queue.iter().any(|r| matches!(r, Request::RekeyIke { .. }))
+                && !self
+                    .queue
+                    .iter()
+                    .any(|r| matches!(r, Request::RekeyIke { .. }))
             {
                 self.queue.push_back(Request::RekeyIke { group });
             }
@@ -662,7 +691,10 @@ impl IkeSa {
             .filter(|c| {
                 c.state == ChildState::Installed
                     && (now >= c.rekey_at
-                        || self.config.child_rekey_bytes.is_some_and(|limit| c.bytes >= limit))
+                        || self
+                            .config
+                            .child_rekey_bytes
+                            .is_some_and(|limit| c.bytes >= limit))
             })
             .map(|c| c.spi_in)
             .collect();
@@ -670,10 +702,7 @@ impl IkeSa {
             self.queue_child_rekey(spi_in);
         }
         if let Some(delay) = self.config.dpd_delay {
-            if self.pending.is_none()
-                && self.queue.is_empty()
-                && now >= self.last_inbound + delay
-            {
+            if self.pending.is_none() && self.queue.is_empty() && now >= self.last_inbound + delay {
                 self.queue.push_back(Request::Dpd);
             }
         }
@@ -810,10 +839,14 @@ impl IkeSa {
                 Payload::Unknown { kind, .. } => *kind,
                 _ => 0,
             };
-            self.answer(id, message.exchange, vec![notify_payload(
-                notify::UNSUPPORTED_CRITICAL_PAYLOAD,
-                &[kind],
-            )]);
+            self.answer(
+                id,
+                message.exchange,
+                vec![notify_payload(
+                    notify::UNSUPPORTED_CRITICAL_PAYLOAD,
+                    &[kind],
+                )],
+            );
             return;
         }
         self.answer(id, message.exchange, answer);
@@ -1006,7 +1039,7 @@ impl IkeSa {
             bytes: 0,
             state: ChildState::Installed,
         });
-        self.outputs.push(Output::ChildUp(child));
+        self.outputs.push(Output::ChildUp(Box::new(child)));
     }
 
     fn remove_child(&mut self, spi_in: u32) {
@@ -1083,8 +1116,9 @@ fn protect_with(
         if gcm {
             *counter += 1;
             let bytes = counter.to_be_bytes();
-            let start = iv.len().saturating_sub(8);
-            iv[start..].copy_from_slice(&bytes[8 - (iv.len() - start)..]);
+            let len = iv.len();
+            let start = len.saturating_sub(8);
+            iv[start..].copy_from_slice(&bytes[8 - (len - start)..]);
         } else {
             let _ = rng.fill(iv);
         }
@@ -1094,7 +1128,9 @@ fn protect_with(
     } else {
         let mut iv = vec![0u8; keys.outbound.iv_len()];
         next_iv(&mut iv);
-        message.encode_protected(&keys.outbound, &iv).map(|d| vec![d])
+        message
+            .encode_protected(&keys.outbound, &iv)
+            .map(|d| vec![d])
     };
     // Encoding our own message fails only on a bug (sizes are ours); nothing to send then.
     result.unwrap_or_default()

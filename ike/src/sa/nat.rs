@@ -26,7 +26,10 @@ mod tests {
         let base = detection_hash(1, 2, a);
         assert_eq!(base.len(), 20);
         assert_ne!(base, detection_hash(1, 3, a));
-        assert_ne!(base, detection_hash(1, 2, "192.0.2.1:4500".parse().unwrap()));
+        assert_ne!(
+            base,
+            detection_hash(1, 2, "192.0.2.1:4500".parse().unwrap())
+        );
         assert_ne!(base, detection_hash(1, 2, "192.0.2.2:500".parse().unwrap()));
         assert_eq!(base, detection_hash(1, 2, a));
     }
