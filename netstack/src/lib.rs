@@ -16,6 +16,7 @@ pub mod allowed_ips;
 pub mod ipsec;
 pub mod netlink;
 pub mod placement;
+pub mod reactor;
 pub mod tunnel;
 pub mod udp;
 pub mod wireguard;

@@ -161,6 +161,102 @@ struct TunnelView {
     peers: Vec<PeerView>,
     /// Packets dropped, by reason.
     dropped: serde_json::Map<String, serde_json::Value>,
+    /// IKE and CHILD SAs of an IPsec tunnel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipsec: Option<IpsecView>,
+}
+
+/// An IPsec tunnel's SAs: algorithms, SPIs (hex, as swanctl prints them), times, bytes.
+#[derive(Serialize)]
+struct IpsecView {
+    ike_sas: Vec<IkeSaView>,
+    /// Why the last IKE SA failed or closed, in plain words; absent once one is up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_failure: Option<String>,
+    ike_rekeys: u64,
+    child_rekeys: u64,
+    auth_failures: u64,
+    replay_drops: u64,
+}
+
+#[derive(Serialize)]
+struct IkeSaView {
+    state: &'static str,
+    initiator: bool,
+    spi_i: String,
+    spi_r: String,
+    algorithms: Option<String>,
+    local: String,
+    remote: String,
+    nat_t: bool,
+    established: Option<String>,
+    rekey_due: Option<String>,
+    child_sas: Vec<ChildSaView>,
+}
+
+#[derive(Serialize)]
+struct ChildSaView {
+    spi_in: String,
+    spi_out: String,
+    algorithms: String,
+    local_ts: Vec<String>,
+    remote_ts: Vec<String>,
+    established: String,
+    rekey_due: String,
+    bytes_in: u64,
+    bytes_out: u64,
+    packets_in: u64,
+    packets_out: u64,
+    replay_drops: u64,
+    /// Replaced by a rekey, about to be deleted.
+    rekeyed: bool,
+}
+
+impl From<&siteward_netstack::ipsec::status::IpsecView> for IpsecView {
+    fn from(v: &siteward_netstack::ipsec::status::IpsecView) -> Self {
+        IpsecView {
+            ike_sas: v
+                .ike_sas
+                .iter()
+                .map(|sa| IkeSaView {
+                    state: sa.state,
+                    initiator: sa.initiator,
+                    spi_i: format!("{:016x}", sa.spi_i),
+                    spi_r: format!("{:016x}", sa.spi_r),
+                    algorithms: sa.algorithms.clone(),
+                    local: sa.local.to_string(),
+                    remote: sa.remote.to_string(),
+                    nat_t: sa.nat_t,
+                    established: sa.established.map(rfc3339),
+                    rekey_due: sa.rekey_due.map(rfc3339),
+                    child_sas: sa
+                        .children
+                        .iter()
+                        .map(|c| ChildSaView {
+                            spi_in: format!("{:08x}", c.spi_in),
+                            spi_out: format!("{:08x}", c.spi_out),
+                            algorithms: c.algorithms.clone(),
+                            local_ts: c.local_ts.clone(),
+                            remote_ts: c.remote_ts.clone(),
+                            established: rfc3339(c.established),
+                            rekey_due: rfc3339(c.rekey_due),
+                            bytes_in: c.bytes_in,
+                            bytes_out: c.bytes_out,
+                            packets_in: c.packets_in,
+                            packets_out: c.packets_out,
+                            replay_drops: c.replay_drops,
+                            rekeyed: c.rekeyed,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            last_failure: v.last_failure.clone(),
+            ike_rekeys: v.ike_rekeys,
+            child_rekeys: v.child_rekeys,
+            auth_failures: v.auth_failures,
+            replay_drops: v.replay_drops,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -195,6 +291,7 @@ impl From<&TunnelStatus> for TunnelView {
                 .iter()
                 .map(|(reason, n)| (reason.to_string(), json!(n)))
                 .collect(),
+            ipsec: t.ipsec.as_ref().map(IpsecView::from),
         }
     }
 }

@@ -147,7 +147,11 @@ impl Control {
         let Ok(header) = decode_header(datagram) else {
             return;
         };
-        let ours = if header.initiator { header.spi_r } else { header.spi_i };
+        let ours = if header.initiator {
+            header.spi_r
+        } else {
+            header.spi_i
+        };
         if header.exchange == ExchangeType::IkeSaInit && !header.response && header.spi_r == 0 {
             // A retransmission for an SA we already answered goes to that SA.
             if let Some(index) = self
@@ -184,8 +188,7 @@ impl Control {
             let Ok(request) = decode(datagram) else {
                 return;
             };
-            if let CookieCheck::Challenge(answer) = self.cookies.check(&request, path.remote.ip())
-            {
+            if let CookieCheck::Challenge(answer) = self.cookies.check(&request, path.remote.ip()) {
                 let _ = self.host.send_ike(path, &answer).await;
                 return;
             }
@@ -224,11 +227,11 @@ impl Control {
     }
 
     async fn on_trigger(&mut self) {
-        let wants = matches!(self.settings.start, StartAction::Trap | StartAction::Initiate);
-        let busy = self
-            .sas
-            .iter()
-            .any(|(_, sa)| sa.state() != State::Closed);
+        let wants = matches!(
+            self.settings.start,
+            StartAction::Trap | StartAction::Initiate
+        );
+        let busy = self.sas.iter().any(|(_, sa)| sa.state() != State::Closed);
         if wants && !busy && self.retry_at.is_none() {
             self.initiate(Instant::now()).await;
         }
@@ -353,7 +356,7 @@ impl Control {
                         tracing::debug!(tunnel = %self.name, error = %e, "sending IKE failed");
                     }
                 }
-                Output::ChildUp(child) => self.install(id, child),
+                Output::ChildUp(child) => self.install(id, *child),
                 Output::ChildDown { spi_in, .. } => self.uninstall(spi_in),
                 Output::Established => {
                     let sa = &self.sas[index].1;
@@ -364,8 +367,11 @@ impl Control {
                 }
                 Output::PathChanged(path) => {
                     for installed in self.children.values().filter(|c| c.owner == id) {
-                        *installed.outbound.path.write().unwrap_or_else(|e| e.into_inner()) =
-                            path;
+                        *installed
+                            .outbound
+                            .path
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner()) = path;
                     }
                 }
                 Output::InitialContact => self.drop_others(id),
@@ -436,11 +442,18 @@ impl Control {
         self.counters
             .retired_replay_drops
             .fetch_add(removed.inbound.replay_drops(), Ordering::Relaxed);
-        self.counters.retired_bytes_in.fetch_add(removed.inbound.bytes(), Ordering::Relaxed);
+        self.counters
+            .retired_bytes_in
+            .fetch_add(removed.inbound.bytes(), Ordering::Relaxed);
         self.counters
             .retired_bytes_out
             .fetch_add(removed.outbound.sa.bytes(), Ordering::Relaxed);
-        let current = self.data.outbound.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let current = self
+            .data
+            .outbound
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if current.is_some_and(|c| Arc::ptr_eq(&c, &removed.outbound)) {
             // Fall back to the newest remaining CHILD_SA, if any.
             let next = self

@@ -85,10 +85,6 @@ impl Drops {
             .map(|r| (r.as_str(), self.counts[r.index()].load(Ordering::Relaxed)))
             .collect()
     }
-
-    pub fn get(&self, reason: DropReason) -> u64 {
-        self.counts[reason.index()].load(Ordering::Relaxed)
-    }
 }
 
 /// The selectors a CHILD_SA covers, from our side.

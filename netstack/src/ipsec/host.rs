@@ -90,9 +90,10 @@ impl Host {
             }
             return Ok(host);
         }
-        let ike = UdpPort::bind(ike_port).map_err(|e| format!("binding IKE port UDP {ike_port}: {e}"))?;
-        let natt =
-            UdpPort::bind(NAT_T_PORT).map_err(|e| format!("binding NAT-T port UDP {NAT_T_PORT}: {e}"))?;
+        let ike =
+            UdpPort::bind(ike_port).map_err(|e| format!("binding IKE port UDP {ike_port}: {e}"))?;
+        let natt = UdpPort::bind(NAT_T_PORT)
+            .map_err(|e| format!("binding NAT-T port UDP {NAT_T_PORT}: {e}"))?;
         let raw = match RawEsp::open() {
             Ok(raw) => Some(raw),
             Err(e) => {
@@ -164,23 +165,19 @@ impl HostInner {
             .remove(&spi);
     }
 
-    /// Whether an SPI is taken by any tunnel (a new inbound SPI must not be).
-    pub fn esp_spi_in_use(&self, spi: u32) -> bool {
-        self.esp
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&spi)
-    }
-
     /// Sends an IKE message on `path` (with the non-ESP marker on the NAT-T port).
     pub async fn send_ike(&self, path: Path, datagram: &[u8]) -> io::Result<()> {
         if path.is_nat_t() {
             let mut framed = Vec::with_capacity(datagram.len() + NON_ESP_MARKER.len());
             framed.extend_from_slice(&NON_ESP_MARKER);
             framed.extend_from_slice(datagram);
-            self.natt.send_from(path.local.ip(), path.remote, &framed, None).await
+            self.natt
+                .send_from(Some(path.local.ip()), path.remote, &framed, None)
+                .await
         } else {
-            self.ike.send_from(path.local.ip(), path.remote, datagram, None).await
+            self.ike
+                .send_from(Some(path.local.ip()), path.remote, datagram, None)
+                .await
         }
     }
 
@@ -195,7 +192,10 @@ impl HostInner {
     ) -> io::Result<()> {
         if encap {
             let remote = SocketAddr::new(path.remote.ip(), path.remote.port());
-            return self.natt.send_from(path.local.ip(), remote, packets, segment).await;
+            return self
+                .natt
+                .send_from(Some(path.local.ip()), remote, packets, segment)
+                .await;
         }
         let Some(raw) = &self.raw else {
             return Err(io::Error::new(
@@ -227,7 +227,11 @@ impl HostInner {
         } else {
             // The I flag marks the original initiator's messages: then our SPI is the
             // responder's.
-            let ours = if header.initiator { header.spi_r } else { header.spi_i };
+            let ours = if header.initiator {
+                header.spi_r
+            } else {
+                header.spi_i
+            };
             self.ike_routes
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
@@ -252,7 +256,12 @@ impl HostInner {
             .iter()
             .filter(local_ok)
             .find(|r| r.remote.contains(&path.remote.ip()))
-            .or_else(|| responders.iter().filter(local_ok).find(|r| r.remote.is_empty()))
+            .or_else(|| {
+                responders
+                    .iter()
+                    .filter(local_ok)
+                    .find(|r| r.remote.is_empty())
+            })
             .map(|r| r.events.clone())
     }
 

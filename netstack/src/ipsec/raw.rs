@@ -41,13 +41,13 @@ impl RawEsp {
 
     /// Receives one ESP packet into `buffer`; returns where the ESP packet lies in it.
     pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<Range<usize>> {
-        let v6 = async {
-            match &self.v6 {
-                Some(v6) => v6.readable().await.map(|guard| (guard, true)),
-                None => std::future::pending().await,
-            }
-        };
         loop {
+            let v6 = async {
+                match &self.v6 {
+                    Some(v6) => v6.readable().await.map(|guard| (guard, true)),
+                    None => std::future::pending().await,
+                }
+            };
             let (mut guard, is_v6) = tokio::select! {
                 ready = self.v4.readable() => (ready?, false),
                 ready = v6 => ready?,
@@ -79,5 +79,5 @@ impl RawEsp {
 fn open(domain: Domain) -> io::Result<AsyncFd<Socket>> {
     let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(IPPROTO_ESP)))?;
     socket.set_nonblocking(true)?;
-    AsyncFd::new(socket)
+    crate::reactor::register(socket)
 }

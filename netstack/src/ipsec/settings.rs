@@ -57,7 +57,13 @@ pub(crate) fn settings_of(config: &IpsecTunnel) -> Result<Settings, String> {
                 tracing::warn!(certificate = %cert_file.display(), error = %e,
                     "our certificate does not validate against our own CA");
             }
-            (LocalAuth::Cert { key, chain }, RemoteAuth::Cert(anchors))
+            (
+                LocalAuth::Cert {
+                    key: Box::new(key),
+                    chain,
+                },
+                RemoteAuth::Cert(anchors),
+            )
         }
     };
     let sa = SaConfig {
@@ -67,8 +73,16 @@ pub(crate) fn settings_of(config: &IpsecTunnel) -> Result<Settings, String> {
         remote_id: config.remote_id.clone(),
         local_auth,
         remote_auth,
-        local_ts: config.local_ts.iter().map(|n| TrafficSelector::from_net(*n)).collect(),
-        remote_ts: config.remote_ts.iter().map(|n| TrafficSelector::from_net(*n)).collect(),
+        local_ts: config
+            .local_ts
+            .iter()
+            .map(|n| TrafficSelector::from_net(*n))
+            .collect(),
+        remote_ts: config
+            .remote_ts
+            .iter()
+            .map(|n| TrafficSelector::from_net(*n))
+            .collect(),
         dpd_delay: config.dpd_delay.filter(|d| !d.is_zero()),
         ike_rekey_time: config.rekey_time,
         child_rekey_time: config.child_rekey_time,

@@ -83,7 +83,8 @@ impl IpsecCounters {
     /// Bytes (received, sent) of the tunnel's ESP, over every CHILD_SA it had.
     pub fn bytes(&self, view: &IpsecView) -> (u64, u64) {
         let children = view.ike_sas.iter().flat_map(|sa| &sa.children);
-        let (live_in, live_out) = children.fold((0, 0), |(i, o), c| (i + c.bytes_in, o + c.bytes_out));
+        let (live_in, live_out) =
+            children.fold((0, 0), |(i, o), c| (i + c.bytes_in, o + c.bytes_out));
         (
             self.retired_bytes_in.load(Ordering::Relaxed) + live_in,
             self.retired_bytes_out.load(Ordering::Relaxed) + live_out,

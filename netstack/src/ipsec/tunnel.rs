@@ -87,7 +87,10 @@ impl IpsecTunnel {
             })
             .collect();
         let accepts_any = ipsec.remote_addrs.is_empty()
-            || ipsec.remote_addrs.iter().any(|h| matches!(h, ConfigHost::Name(_)));
+            || ipsec
+                .remote_addrs
+                .iter()
+                .any(|h| matches!(h, ConfigHost::Name(_)));
         host.inner.add_responder(Responder {
             tunnel: config.name.clone(),
             // A peer known by name may come from any of its addresses.

@@ -32,10 +32,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::netlink::Netlink;
 use crate::tunnel::{BoxFuture, Tunnel, TunnelError, TunnelStatus, Update};
+use crate::udp::UdpPort;
 use drops::Drops;
 use peer::{Peer, PeerTable, SessionConfig};
 use uapi::{UapiDevice, UapiSource};
-use crate::udp::UdpPort;
 
 /// Handshakes per second (over all peers of a tunnel) before new ones must carry a cookie.
 /// Each handshake is checked twice (here and in `Tunn`), hence twice WireGuard's usual 100.
