@@ -22,4 +22,6 @@ pub mod udp;
 pub mod wireguard;
 
 pub use placement::{PlacementError, SocketPlacement};
-pub use tunnel::{PeerStatus, TunnelChanges, TunnelError, TunnelStatus, Tunnels};
+pub use tunnel::{
+    PeerStatus, RekeyError, RekeyTarget, TunnelChanges, TunnelError, TunnelStatus, Tunnels,
+};

@@ -56,6 +56,45 @@ pub trait Tunnel: Send + Sync {
         -> BoxFuture<'a, Result<Update, TunnelError>>;
     /// Stops the data plane and removes the device, routes and sockets.
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
+    /// Starts renegotiating `target` now, make-before-break (an operator's request).
+    fn rekey(&self, target: RekeyTarget) -> Result<(), RekeyError>;
+}
+
+/// Which SAs an operator asks to rekey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RekeyTarget {
+    /// Every CHILD_SA (IPsec) of the tunnel.
+    Child,
+    /// The IKE SA (IPsec).
+    Ike,
+}
+
+impl RekeyTarget {
+    pub fn parse(text: &str) -> Option<RekeyTarget> {
+        match text {
+            "child" => Some(RekeyTarget::Child),
+            "ike" => Some(RekeyTarget::Ike),
+            _ => None,
+        }
+    }
+}
+
+/// Why a rekey request was not started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RekeyError {
+    #[error("no such tunnel")]
+    NoSuchTunnel,
+    #[error("the tunnel is not running: {0}")]
+    NotRunning(String),
+    #[error("{kind} tunnels have no {target} SA to rekey on request")]
+    Unsupported {
+        kind: &'static str,
+        target: &'static str,
+    },
+    #[error("the tunnel has no established IKE SA to rekey")]
+    NotEstablished,
+    #[error("the tunnel's IKE task is busy; try again")]
+    Busy,
 }
 
 /// A tunnel's state for the API and metrics.
@@ -210,6 +249,19 @@ impl Tunnels {
             stop_entry(entry).await;
         }
         self.refresh_locked(&entries);
+    }
+
+    /// Asks tunnel `name` to rekey `target` now.
+    pub async fn rekey(&self, name: &str, target: RekeyTarget) -> Result<(), RekeyError> {
+        let entries = self.entries.lock().await;
+        let entry = entries
+            .iter()
+            .find(|e| e.config.name == name)
+            .ok_or(RekeyError::NoSuchTunnel)?;
+        match &entry.state {
+            EntryState::Running(tunnel) => tunnel.rekey(target),
+            EntryState::Failed(error) => Err(RekeyError::NotRunning(error.clone())),
+        }
     }
 
     /// Every tunnel's status, in configuration order.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 use siteward_connectors::engine::{CheckSnapshot, Engine};
 use siteward_connectors::Outcome;
-use siteward_netstack::{PeerStatus, TunnelStatus, Tunnels};
+use siteward_netstack::{PeerStatus, RekeyError, RekeyTarget, TunnelStatus, Tunnels};
 
 use crate::tokens::TokenStore;
 
@@ -34,6 +34,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/checks/{name}/run", post(run_check))
         .route("/api/v1/tunnels", get(list_tunnels))
         .route("/api/v1/tunnels/{name}", get(get_tunnel))
+        .route("/api/v1/tunnels/{name}/rekey", post(rekey_tunnel))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -146,6 +147,38 @@ async fn get_tunnel(State(state): State<Arc<AdminState>>, Path(name): Path<Strin
     }
 }
 
+#[derive(serde::Deserialize)]
+struct RekeyQuery {
+    sa: Option<String>,
+}
+
+/// `POST /api/v1/tunnels/NAME/rekey?sa=child|ike` (default child): starts a
+/// make-before-break rekey now, like `swanctl --rekey`. 202 once started; the new SAs show
+/// in the tunnel's status when the exchange completes.
+async fn rekey_tunnel(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    Query(query): Query<RekeyQuery>,
+) -> Response {
+    let sa = query.sa.as_deref().unwrap_or("child");
+    let Some(target) = RekeyTarget::parse(sa) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "sa: expected \"child\" or \"ike\"",
+        );
+    };
+    match state.tunnels.rekey(&name, target).await {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "tunnel": name, "rekeying": sa })),
+        )
+            .into_response(),
+        Err(RekeyError::NoSuchTunnel) => error(StatusCode::NOT_FOUND, "no such tunnel"),
+        Err(e @ RekeyError::Busy) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
+    }
+}
+
 /// A tunnel as the API shows it: public keys only.
 #[derive(Serialize)]
 struct TunnelView {
@@ -208,6 +241,8 @@ struct ChildSaView {
     packets_in: u64,
     packets_out: u64,
     replay_drops: u64,
+    /// ESP in UDP (RFC 3948) rather than bare ESP.
+    encap: bool,
     /// Replaced by a rekey, about to be deleted.
     rekeyed: bool,
 }
@@ -245,6 +280,7 @@ impl From<&siteward_netstack::ipsec::status::IpsecView> for IpsecView {
                             packets_in: c.packets_in,
                             packets_out: c.packets_out,
                             replay_drops: c.replay_drops,
+                            encap: c.encap,
                             rekeyed: c.rekeyed,
                         })
                         .collect(),

@@ -20,6 +20,7 @@ use super::dataplane::{ChildPolicy, OutboundChild, TunnelData};
 use super::esp::{InboundSa, OutboundSa};
 use super::host::{ControlEvent, EspRoute, HostInner};
 use super::status::{ChildSaView, IkeSaView, IpsecCounters, IpsecView};
+use crate::tunnel::RekeyTarget;
 
 /// Replay window of inbound CHILD_SAs, in packets (strongSwan's default is 32; a larger
 /// one tolerates the reordering of multi-queue paths).
@@ -66,7 +67,7 @@ pub(crate) struct Control {
     next_remote: usize,
     last_failure: Option<String>,
     pub counters: Arc<IpsecCounters>,
-    view: Arc<RwLock<IpsecView>>,
+    view: Arc<RwLock<Published>>,
     epoch: (Instant, SystemTime),
 }
 
@@ -77,7 +78,7 @@ impl Control {
         data: Arc<TunnelData>,
         host: Arc<HostInner>,
         events: mpsc::Receiver<ControlEvent>,
-        view: Arc<RwLock<IpsecView>>,
+        view: Arc<RwLock<Published>>,
         counters: Arc<IpsecCounters>,
     ) -> Control {
         let now = Instant::now();
@@ -124,6 +125,7 @@ impl Control {
                         self.on_ike(path, &datagram).await
                     }
                     Some(ControlEvent::Trigger) => self.on_trigger().await,
+                    Some(ControlEvent::Rekey(target)) => self.on_rekey(target).await,
                     None => return,
                 },
                 _ = sleep => self.on_timer().await,
@@ -234,6 +236,22 @@ impl Control {
         let busy = self.sas.iter().any(|(_, sa)| sa.state() != State::Closed);
         if wants && !busy && self.retry_at.is_none() {
             self.initiate(Instant::now()).await;
+        }
+    }
+
+    async fn on_rekey(&mut self, target: RekeyTarget) {
+        let now = Instant::now();
+        for index in 0..self.sas.len() {
+            let sa = &mut self.sas[index].1;
+            if sa.state() != State::Established {
+                continue;
+            }
+            tracing::info!(tunnel = %self.name, ?target, "rekeying on request");
+            match target {
+                RekeyTarget::Child => sa.rekey_children(now),
+                RekeyTarget::Ike => sa.rekey_ike(now),
+            }
+            self.drain(index).await;
         }
     }
 
@@ -597,6 +615,7 @@ impl Control {
                                 packets_in: installed.inbound.packets(),
                                 packets_out: installed.outbound.sa.packets(),
                                 replay_drops: installed.inbound.replay_drops(),
+                                encap: installed.outbound.encap,
                                 rekeyed: c.rekeyed,
                             })
                         })
@@ -604,10 +623,25 @@ impl Control {
                 }
             })
             .collect();
-        let mut view = self.view.write().unwrap_or_else(|e| e.into_inner());
-        view.ike_sas = ike_sas;
-        view.last_failure = self.last_failure.clone();
+        let live = self
+            .children
+            .iter()
+            .map(|(spi, c)| (*spi, (c.inbound.clone(), c.outbound.clone())))
+            .collect();
+        let mut published = self.view.write().unwrap_or_else(|e| e.into_inner());
+        published.view.ike_sas = ike_sas;
+        published.view.last_failure = self.last_failure.clone();
+        published.live = live;
     }
+}
+
+/// What a tunnel's IKE task publishes for the API and metrics: the SAs as of its last
+/// event (at least once a second while it has SAs), and the installed CHILD_SAs, whose
+/// counters a status read takes fresh.
+#[derive(Default)]
+pub(crate) struct Published {
+    view: IpsecView,
+    live: HashMap<u32, (Arc<InboundSa>, Arc<OutboundChild>)>,
 }
 
 /// A selector as an operator writes it: a CIDR where the range is one, else a range.
@@ -636,6 +670,18 @@ fn cidr_of(start: IpAddr, end: IpAddr) -> Option<ipnet::IpNet> {
 }
 
 /// Locks a view for reading (poison-tolerant, like the rest of netstack).
-pub(crate) fn read_view(view: &RwLock<IpsecView>) -> IpsecView {
-    view.read().unwrap_or_else(|e| e.into_inner()).clone()
+pub(crate) fn read_view(published: &RwLock<Published>) -> IpsecView {
+    let published = published.read().unwrap_or_else(|e| e.into_inner());
+    let mut view = published.view.clone();
+    let children = view.ike_sas.iter_mut().flat_map(|sa| sa.children.iter_mut());
+    for child in children {
+        if let Some((inbound, outbound)) = published.live.get(&child.spi_in) {
+            child.bytes_in = inbound.bytes();
+            child.packets_in = inbound.packets();
+            child.replay_drops = inbound.replay_drops();
+            child.bytes_out = outbound.sa.bytes();
+            child.packets_out = outbound.sa.packets();
+        }
+    }
+    view
 }

@@ -19,6 +19,7 @@ use super::dataplane::{self, TunnelData};
 use super::esp::{spi_of, InboundSa};
 use super::raw::RawEsp;
 use super::udp_encap::{classify, Udp4500, NON_ESP_MARKER};
+use crate::tunnel::RekeyTarget;
 use crate::udp::UdpPort;
 
 /// Datagrams received per system call.
@@ -33,6 +34,8 @@ pub(crate) enum ControlEvent {
     Ike { path: Path, datagram: Vec<u8> },
     /// Outbound traffic found no CHILD_SA (`start = "trap"` initiates on it).
     Trigger,
+    /// An operator asked for a rekey now.
+    Rekey(RekeyTarget),
 }
 
 /// A tunnel that accepts IKE_SA_INIT from the peers its `remote_addrs` name (any, if

@@ -49,6 +49,8 @@ pub struct ChildSaView {
     pub packets_in: u64,
     pub packets_out: u64,
     pub replay_drops: u64,
+    /// ESP in UDP (RFC 3948) rather than bare IP protocol 50.
+    pub encap: bool,
     /// Replaced by a rekey, waiting for its Delete.
     pub rekeyed: bool,
 }

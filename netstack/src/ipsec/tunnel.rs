@@ -9,13 +9,15 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::control::{read_view, Control};
+use super::control::{read_view, Control, Published};
 use super::dataplane::{self, TunnelData};
-use super::host::{Host, Responder};
+use super::host::{ControlEvent, Host, Responder};
 use super::settings::settings_of;
-use super::status::{IpsecCounters, IpsecView};
+use super::status::IpsecCounters;
 use crate::netlink::Netlink;
-use crate::tunnel::{BoxFuture, PeerStatus, Tunnel, TunnelError, TunnelStatus, Update};
+use crate::tunnel::{
+    BoxFuture, PeerStatus, RekeyError, RekeyTarget, Tunnel, TunnelError, TunnelStatus, Update,
+};
 
 /// IKE messages queued for a tunnel's IKE task before more are dropped.
 const EVENT_QUEUE: usize = 1024;
@@ -26,7 +28,7 @@ pub struct IpsecTunnel {
     remote_id: Option<String>,
     host: Arc<Host>,
     data: Arc<TunnelData>,
-    view: Arc<RwLock<IpsecView>>,
+    view: Arc<RwLock<Published>>,
     counters: Arc<IpsecCounters>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -64,9 +66,14 @@ impl IpsecTunnel {
             .set_up(ifindex, u32::from(ipsec.mtu))
             .await
             .map_err(|e| fail(e.to_string()))?;
+        let host_addresses = netlink
+            .addresses()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         for net in &ipsec.remote_ts {
+            let source = route_source(ipsec, &host_addresses, net.addr().is_ipv4());
             netlink
-                .add_route(ifindex, *net)
+                .add_route_from(ifindex, *net, source)
                 .await
                 .map_err(|e| fail(format!("on {}: {e}", config.interface)))?;
         }
@@ -98,7 +105,7 @@ impl IpsecTunnel {
             local: ipsec.local_addrs.clone(),
             events: events_tx,
         });
-        let view = Arc::new(RwLock::new(IpsecView::default()));
+        let view = Arc::new(RwLock::new(Published::default()));
         let counters = Arc::new(IpsecCounters::default());
         let control = Control::new(
             config.name.clone(),
@@ -115,7 +122,7 @@ impl IpsecTunnel {
             tokio::spawn(dataplane::outbound(data.clone(), cancel.clone())),
         ];
         tracing::info!(tunnel = %config.name, interface = %config.interface,
-            start = ?ipsec.start, "IPsec tunnel started");
+            kind = "ipsec", start = ?ipsec.start, "tunnel started");
         Ok(IpsecTunnel {
             name: config.name.clone(),
             interface: config.interface.clone(),
@@ -128,6 +135,24 @@ impl IpsecTunnel {
             tasks,
         })
     }
+}
+
+/// The source address for traffic this box itself sends into the tunnel: one inside
+/// `local_ts`, so the far side's selectors accept it and its routes lead back (strongSwan
+/// picks one the same way). The tunnel's own `addresses` come first, then any address of
+/// the box; None if there is none of that family.
+fn route_source(
+    ipsec: &siteward_config::IpsecTunnel,
+    host_addresses: &[IpAddr],
+    ipv4: bool,
+) -> Option<IpAddr> {
+    let inside = |ip: &IpAddr| ip.is_ipv4() == ipv4 && ipsec.local_ts.iter().any(|ts| ts.contains(ip));
+    ipsec
+        .addresses
+        .iter()
+        .map(|net| net.addr())
+        .chain(host_addresses.iter().copied())
+        .find(inside)
 }
 
 impl Tunnel for IpsecTunnel {
@@ -174,6 +199,17 @@ impl Tunnel for IpsecTunnel {
         // Any change renegotiates: identities, keys, proposals and selectors are all part
         // of the SAs. Other tunnels are untouched.
         Box::pin(async { Ok(Update::NeedsRestart) })
+    }
+
+    fn rekey(&self, target: RekeyTarget) -> Result<(), RekeyError> {
+        let view = read_view(&self.view);
+        if !view.ike_sas.iter().any(|sa| sa.state == "established") {
+            return Err(RekeyError::NotEstablished);
+        }
+        self.data
+            .events
+            .try_send(ControlEvent::Rekey(target))
+            .map_err(|_| RekeyError::Busy)
     }
 
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {

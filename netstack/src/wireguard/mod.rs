@@ -31,7 +31,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::netlink::Netlink;
-use crate::tunnel::{BoxFuture, Tunnel, TunnelError, TunnelStatus, Update};
+use crate::tunnel::{
+    BoxFuture, RekeyError, RekeyTarget, Tunnel, TunnelError, TunnelStatus, Update,
+};
 use crate::udp::UdpPort;
 use drops::Drops;
 use peer::{Peer, PeerTable, SessionConfig};
@@ -338,6 +340,18 @@ impl Tunnel for WireguardTunnel {
             }
             // Closing the TUN device (the last reference to `shared`) removes the interface,
             // and the kernel removes its addresses and routes with it.
+        })
+    }
+
+    /// WireGuard renews its session keys by itself every two minutes of traffic; there is
+    /// no SA an operator could ask to renew.
+    fn rekey(&self, target: RekeyTarget) -> Result<(), RekeyError> {
+        Err(RekeyError::Unsupported {
+            kind: "wireguard",
+            target: match target {
+                RekeyTarget::Child => "CHILD",
+                RekeyTarget::Ike => "IKE",
+            },
         })
     }
 }
