@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use rand::RngCore;
 
 use crate::pki::Leaf;
-use crate::strongswan::{
-    LEFT_SUBNET, LEFT_UNDERLAY, RIGHT_SUBNET, RIGHT_UNDERLAY,
-};
+use crate::strongswan::{LEFT_SUBNET, LEFT_UNDERLAY, RIGHT_SUBNET, RIGHT_UNDERLAY};
 use crate::CharonConfig;
 
 /// The name of the connection and of its CHILD_SA in charon's swanctl.conf.
@@ -35,7 +33,10 @@ pub fn random_psk() -> String {
 pub enum Credentials {
     Psk(String),
     /// This end's certificate and key, and the CA certificates it trusts for the peer.
-    Cert { leaf: Leaf, trusted: Vec<String> },
+    Cert {
+        leaf: Leaf,
+        trusted: Vec<String>,
+    },
 }
 
 /// One IPsec tunnel of Siteward, on the left site by default.
@@ -289,7 +290,10 @@ impl SwanctlConn {
                 files.push((format!("x509ca/ca-{i}.pem"), pem.clone().into_bytes()));
             }
             files.push(("x509/local.pem".into(), leaf.cert_pem.clone().into_bytes()));
-            files.push(("private/local.pem".into(), leaf.key_pem.clone().into_bytes()));
+            files.push((
+                "private/local.pem".into(),
+                leaf.key_pem.clone().into_bytes(),
+            ));
         }
         CharonConfig {
             connections: self.text(),

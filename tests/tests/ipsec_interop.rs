@@ -79,10 +79,12 @@ impl Pair {
     /// Waits until Siteward shows the tunnel up with an installed CHILD_SA and charon has
     /// it installed too; returns Siteward's status and charon's IKE_SA.
     fn wait_up(&self) -> (Value, SaInfo) {
-        let status = self.siteward.wait_until(UP_TIMEOUT, "the tunnel is up", || {
-            let status = self.status();
-            (status["state"] == "up").then_some(status)
-        });
+        let status = self
+            .siteward
+            .wait_until(UP_TIMEOUT, "the tunnel is up", || {
+                let status = self.status();
+                (status["state"] == "up").then_some(status)
+            });
         let sa = self
             .charon
             .wait_for_child_installed(CHILD, STATE_TIMEOUT)
@@ -116,9 +118,7 @@ impl Pair {
 
     fn rekey(&self, sa: &str) {
         let path = format!("/api/v1/tunnels/{}/rekey?sa={sa}", self.tunnel.name);
-        let response = self
-            .siteward
-            .api(&Request::post(&path).bearer(&self.token));
+        let response = self.siteward.api(&Request::post(&path).bearer(&self.token));
         assert_eq!(response.status, 202, "POST {path}: {}", response.text());
     }
 }
@@ -151,11 +151,7 @@ fn assert_ends_agree(status: &Value, charon: &SaInfo) {
 
 #[test]
 fn siteward_initiates_with_a_psk_x25519_and_aes_gcm() {
-    let pair = Pair::psk(
-        "initiate",
-        "aes256gcm16-prfsha256-x25519",
-        "aes256gcm16",
-    );
+    let pair = Pair::psk("initiate", "aes256gcm16-prfsha256-x25519", "aes256gcm16");
     let (status, sa) = pair.wait_up();
     assert_ends_agree(&status, &sa);
     assert!(!sa.initiator, "charon responded");
@@ -181,11 +177,20 @@ fn siteward_initiates_with_a_psk_x25519_and_aes_gcm() {
     // The byte counters of both ends saw the transfers.
     let status = pair.status();
     let child = &status["ipsec"]["ike_sas"][0]["child_sas"][0];
-    assert!(child["bytes_in"].as_u64().unwrap() >= TRANSFER, "{status:#}");
-    assert!(child["bytes_out"].as_u64().unwrap() >= TRANSFER, "{status:#}");
+    assert!(
+        child["bytes_in"].as_u64().unwrap() >= TRANSFER,
+        "{status:#}"
+    );
+    assert!(
+        child["bytes_out"].as_u64().unwrap() >= TRANSFER,
+        "{status:#}"
+    );
     let sa = pair.charon.list_sas().unwrap().remove(0);
     let theirs = sa.child(CHILD).unwrap();
-    assert!(theirs.bytes_in >= TRANSFER && theirs.bytes_out >= TRANSFER, "{theirs:#?}");
+    assert!(
+        theirs.bytes_in >= TRANSFER && theirs.bytes_out >= TRANSFER,
+        "{theirs:#?}"
+    );
 
     // Metrics: the tunnel is up, its IPsec families are there, promtool accepts the lot.
     let text = pair.siteward.scrape_raw().text();
@@ -225,5 +230,382 @@ fn siteward_initiates_with_a_psk_x25519_and_aes_gcm() {
     assert!(!text.contains(&psk));
     assert!(!status.to_string().contains(&psk));
     assert!(pair.siteward.logs().iter().all(|l| !l.contains(&psk)));
-    let _ = (&pair.conn, CONN, Instant::now(), KeyKind::EcdsaP256, TestCa::new("x"));
+}
+
+/// A leaf for each end, Siteward's and charon's, from `ca` (Siteward known as
+/// `left.example`, charon as `right.example`).
+fn certificate_tunnel(
+    start: &'static str,
+    sw_cert: Credentials,
+    swan_cert: Credentials,
+    ike: &str,
+    esp: &str,
+) -> Pair {
+    let mut tunnel = SitewardIpsec::left(&unique_ifname('s'), sw_cert, start).proposals(ike, esp);
+    tunnel.local_id = Some("left.example".into());
+    tunnel.remote_id = Some("right.example".into());
+    let conn = SwanctlConn::mirror_of(&tunnel, swan_cert);
+    Pair::start(tunnel, conn)
+}
+
+fn cert(ca: &TestCa, cn: &str, san: &str, key: KeyKind, trusted: &[&TestCa]) -> Credentials {
+    Credentials::Cert {
+        leaf: ca.issue_leaf(cn, &[san], key),
+        trusted: trusted.iter().map(|ca| ca.cert_pem()).collect(),
+    }
+}
+
+#[test]
+fn siteward_responds_to_ecdsa_certificates_with_ecp256_and_aes_cbc() {
+    let root = TestCa::new("Siteward Test Root");
+    let pair = certificate_tunnel(
+        "respond",
+        cert(
+            &root,
+            "left-gw",
+            "left.example",
+            KeyKind::EcdsaP256,
+            &[&root],
+        ),
+        cert(
+            &root,
+            "right-gw",
+            "right.example",
+            KeyKind::EcdsaP256,
+            &[&root],
+        ),
+        "aes256-sha256-ecp256",
+        "aes256-sha256",
+    );
+    pair.charon.initiate_child(CHILD).expect("charon initiates");
+    let (status, sa) = pair.wait_up();
+    assert_ends_agree(&status, &sa);
+    assert!(sa.initiator);
+    assert_eq!(sa.dh.as_deref(), Some("ECP_256"));
+    assert_eq!(sa.encr.as_deref(), Some("AES_CBC"));
+    assert_eq!(sa.integ.as_deref(), Some("HMAC_SHA2_256_128"));
+    assert_eq!(sa.remote_id, "left.example");
+    let child = sa.child(CHILD).unwrap();
+    assert_eq!(
+        (child.encr.as_deref(), child.integ.as_deref()),
+        (Some("AES_CBC"), Some("HMAC_SHA2_256_128"))
+    );
+    let ike = &status["ipsec"]["ike_sas"][0];
+    assert_eq!(ike["initiator"], false, "{status:#}");
+    assert_eq!(
+        ike["algorithms"],
+        "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/ECP_256"
+    );
+    assert_eq!(
+        ike["child_sas"][0]["algorithms"],
+        "AES_CBC-256/HMAC_SHA2_256_128"
+    );
+    // charon verified Siteward's ECDSA signature (RFC 7427).
+    pair.charon
+        .wait_for_log("authentication of 'left.example' with ECDSA", STATE_TIMEOUT)
+        .unwrap();
+    pair.assert_traffic_flows();
+}
+
+#[test]
+fn siteward_initiates_with_rsa_certificates_through_an_intermediate_and_modp2048() {
+    let root = TestCa::with_key("Siteward Test Root", KeyKind::Rsa2048);
+    let intermediate = root.intermediate("Siteward Test Intermediate");
+    // Siteward's certificate file carries its intermediate; charon trusts only the root.
+    let mut leaf = intermediate.issue_leaf("left-gw", &["left.example"], KeyKind::Rsa2048);
+    leaf.cert_pem.push_str(&intermediate.cert_pem());
+    let sw = Credentials::Cert {
+        leaf,
+        trusted: vec![root.cert_pem()],
+    };
+    let pair = certificate_tunnel(
+        "initiate",
+        sw,
+        cert(
+            &root,
+            "right-gw",
+            "right.example",
+            KeyKind::Rsa2048,
+            &[&root],
+        ),
+        "aes256gcm16-prfsha256-modp2048",
+        "aes256gcm16",
+    );
+    let (status, sa) = pair.wait_up();
+    assert_ends_agree(&status, &sa);
+    assert_eq!(sa.dh.as_deref(), Some("MODP_2048"));
+    assert_eq!(sa.remote_id, "left.example");
+    let log = pair.charon.log();
+    assert!(
+        log.contains(
+            "received issuer cert \"C=CH, O=Siteward Tests, CN=Siteward Test Intermediate\""
+        ) && log.contains("reached self-signed root ca with a path length of 1"),
+        "charon built the chain from the intermediate Siteward sent"
+    );
+    assert!(log.contains("with RSA_EMSA_PKCS1_SHA2_256 successful"));
+    // Certificates, an RSA signature and a CERTREQ do not fit in 1280 bytes: both ends
+    // fragmented IKE_AUTH (RFC 7383) and reassembled the other's fragments.
+    assert!(
+        log.contains("received fragment #1"),
+        "Siteward sent fragments"
+    );
+    assert!(
+        log.contains("splitting IKE message"),
+        "charon sent fragments"
+    );
+    pair.assert_traffic_flows();
+}
+
+#[test]
+fn rekeys_started_by_either_side_under_traffic_lose_at_most_a_handful_of_packets() {
+    let pair = Pair::psk("initiate", "aes256gcm16-prfsha256-x25519", "aes256gcm16");
+    let (_, first) = pair.wait_up();
+    let stats = std::thread::scope(|scope| {
+        // 500 pings, 20 ms apart: ten seconds of traffic across the four rekeys.
+        let pinging = scope.spawn(|| pair.ping_right(500, Duration::from_millis(20)));
+        let child_spi = |sa: &SaInfo| sa.child(CHILD).map(|c| c.spi_in);
+        let wait_new_child = |old: Option<u32>, what: &str| -> SaInfo {
+            pair.charon
+                .wait_for_sa(STATE_TIMEOUT, what, |sa| {
+                    sa.children.len() == 1
+                        && sa.children[0].state == "INSTALLED"
+                        && Some(sa.children[0].spi_in) != old
+                        && sa.children[0].packets_in > 0
+                })
+                .unwrap()
+        };
+        let wait_new_ike = |old: &SaInfo, what: &str| -> SaInfo {
+            pair.charon
+                .wait_for_sa(STATE_TIMEOUT, what, |sa| {
+                    sa.state == "ESTABLISHED"
+                        && (sa.spi_i, sa.spi_r) != (old.spi_i, old.spi_r)
+                        && sa.children.len() == 1
+                        && sa.children[0].state == "INSTALLED"
+                })
+                .unwrap()
+        };
+        // Traffic first flows through the first CHILD_SA.
+        let current = pair
+            .charon
+            .wait_for_sa(STATE_TIMEOUT, "pings on the first CHILD_SA", |sa| {
+                sa.children.first().is_some_and(|c| c.packets_in >= 3)
+            })
+            .unwrap();
+        pair.charon.rekey_child(CHILD).unwrap();
+        let current = wait_new_child(child_spi(&current), "charon's CHILD_SA rekey");
+        pair.rekey("child");
+        let current = wait_new_child(child_spi(&current), "Siteward's CHILD_SA rekey");
+        pair.charon.rekey_ike(CONN).unwrap();
+        let current = wait_new_ike(&current, "charon's IKE_SA rekey");
+        pair.rekey("ike");
+        let last = wait_new_ike(&current, "Siteward's IKE_SA rekey");
+        assert_ne!((last.spi_i, last.spi_r), (first.spi_i, first.spi_r));
+        pinging.join().unwrap()
+    });
+    assert!(
+        stats.transmitted - stats.received <= 5,
+        "more than a handful lost: {stats:?}"
+    );
+    let status = pair.status();
+    let ipsec = &status["ipsec"];
+    assert!(ipsec["child_rekeys"].as_u64().unwrap() >= 2, "{status:#}");
+    assert!(ipsec["ike_rekeys"].as_u64().unwrap() >= 2, "{status:#}");
+    let (sa, now) = (pair.charon.list_sas().unwrap().remove(0), pair.status());
+    assert_ends_agree(&now, &sa);
+    let scrape = pair.siteward.scrape();
+    for kind in ["ike", "child"] {
+        let rekeys = scrape
+            .get(
+                "siteward_ipsec_rekeys_total",
+                &[("tunnel", "site"), ("sa", kind)],
+            )
+            .unwrap();
+        assert!(rekeys >= 2.0, "{kind}: {rekeys}");
+    }
+    pair.transfer_both_ways();
+}
+
+#[test]
+fn dead_peer_detection_notices_a_killed_charon_and_the_tunnel_returns() {
+    const DPD: Duration = Duration::from_secs(2);
+    let psk = random_psk();
+    let mut tunnel = SitewardIpsec::left(
+        &unique_ifname('s'),
+        Credentials::Psk(psk.clone()),
+        "initiate",
+    );
+    tunnel.dpd_delay = Some("2s".into());
+    tunnel.dpd_action = Some("restart");
+    let conn = SwanctlConn::mirror_of(&tunnel, Credentials::Psk(psk));
+    let mut pair = Pair::start(tunnel, conn);
+    pair.wait_up();
+
+    pair.charon.kill();
+    let killed = Instant::now();
+    let status = pair
+        .siteward
+        .wait_until(STATE_TIMEOUT, "DPD notices the dead peer", || {
+            let status = pair.status();
+            (status["state"] != "up").then_some(status)
+        });
+    let noticed = killed.elapsed();
+    assert!(noticed <= 3 * DPD, "noticed after {noticed:?}: {status:#}");
+    assert!(
+        status["ipsec"]["last_failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("dead peer detection")),
+        "{status:#}"
+    );
+
+    // charon comes back: Siteward negotiates again by itself.
+    pair.charon = Charon::start(
+        &pair.sites.right,
+        "right, again",
+        &pair.conn.charon_config(),
+    )
+    .expect("restarting charon");
+    let (status, sa) = pair.wait_up();
+    assert_ends_agree(&status, &sa);
+    pair.assert_traffic_flows();
+}
+
+/// Nothing carries traffic: Siteward has no CHILD_SA and the tunnel is not up, charon has
+/// none either, and a ping finds no SA.
+fn assert_nothing_installed(pair: &Pair) {
+    let status = pair.status();
+    assert_ne!(status["state"], "up", "{status:#}");
+    let sas = status["ipsec"]["ike_sas"].as_array().unwrap();
+    assert!(
+        sas.iter()
+            .all(|sa| sa["child_sas"].as_array().unwrap().is_empty()),
+        "{status:#}"
+    );
+    let stats = pair.ping_right(1, Duration::from_millis(100));
+    assert_eq!(stats.received, 0, "{stats:?}");
+    assert!(
+        pair.status()["dropped"]["no_sa"].as_u64().unwrap() > 0,
+        "the ping met no CHILD_SA"
+    );
+    let charon = pair.charon.list_sas().unwrap();
+    assert!(
+        charon.iter().all(|sa| sa.children.is_empty()),
+        "{charon:#?}"
+    );
+}
+
+/// Waits until Siteward's last failure starts with `notify`; returns the status.
+fn wait_for_failure(pair: &Pair, notify: &str) -> Value {
+    pair.siteward
+        .wait_until(UP_TIMEOUT, &format!("a {notify} failure"), || {
+            let status = pair.status();
+            status["ipsec"]["last_failure"]
+                .as_str()
+                .is_some_and(|f| f.starts_with(notify))
+                .then_some(status)
+        })
+}
+
+/// Siteward initiates against a charon that must refuse: the status names the notify
+/// charon sent, and nothing is installed.
+fn refused_by_charon(tunnel: SitewardIpsec, conn: SwanctlConn, notify: &str, log: &str) -> Value {
+    let pair = Pair::start(tunnel, conn);
+    let status = wait_for_failure(&pair, notify);
+    pair.charon.wait_for_log(log, STATE_TIMEOUT).unwrap();
+    assert_nothing_installed(&pair);
+    status
+}
+
+/// charon initiates to Siteward, which must refuse with `notify`; `why` is in
+/// Siteward's status.
+fn refused_by_siteward(tunnel: SitewardIpsec, conn: SwanctlConn, notify: &str, why: &str) {
+    let pair = Pair::start(tunnel, conn);
+    let err = pair.charon.initiate_child(CHILD).unwrap_err();
+    assert!(format!("{err:#}").contains("failed"), "{err:#}");
+    pair.charon
+        .wait_for_log(&format!("received {notify} notify"), STATE_TIMEOUT)
+        .unwrap();
+    let status = wait_for_failure(&pair, notify);
+    let failure = status["ipsec"]["last_failure"].as_str().unwrap();
+    assert!(failure.contains(why), "{failure}");
+    assert_nothing_installed(&pair);
+}
+
+fn psk_pair_config(start: &'static str) -> (SitewardIpsec, SwanctlConn) {
+    let psk = random_psk();
+    let tunnel = SitewardIpsec::left(&unique_ifname('s'), Credentials::Psk(psk.clone()), start);
+    let conn = SwanctlConn::mirror_of(&tunnel, Credentials::Psk(psk));
+    (tunnel, conn)
+}
+
+#[test]
+fn a_wrong_psk_is_refused_either_way() {
+    let (tunnel, mut conn) = psk_pair_config("initiate");
+    conn.credentials = Credentials::Psk(random_psk());
+    let status = refused_by_charon(tunnel, conn, "AUTHENTICATION_FAILED", "N(AUTH_FAILED)");
+    assert!(status["ipsec"]["auth_failures"].as_u64().unwrap() >= 1);
+
+    let (tunnel, mut conn) = psk_pair_config("respond");
+    conn.credentials = Credentials::Psk(random_psk());
+    refused_by_siteward(tunnel, conn, "AUTHENTICATION_FAILED", "pre-shared key");
+}
+
+#[test]
+fn an_untrusted_certificate_is_refused_either_way() {
+    let root = TestCa::new("Siteward Test Root");
+    let stranger = TestCa::new("Someone Else's Root");
+    // Siteward's certificate is from a CA charon does not trust.
+    let pair_config = |start, sw_ca: &TestCa, swan_ca: &TestCa| {
+        let mut tunnel = SitewardIpsec::left(
+            &unique_ifname('s'),
+            cert(
+                sw_ca,
+                "left-gw",
+                "left.example",
+                KeyKind::EcdsaP256,
+                &[&root],
+            ),
+            start,
+        );
+        tunnel.local_id = Some("left.example".into());
+        tunnel.remote_id = Some("right.example".into());
+        let conn = SwanctlConn::mirror_of(
+            &tunnel,
+            cert(
+                swan_ca,
+                "right-gw",
+                "right.example",
+                KeyKind::EcdsaP256,
+                &[&root],
+            ),
+        );
+        (tunnel, conn)
+    };
+    let (tunnel, conn) = pair_config("initiate", &stranger, &root);
+    refused_by_charon(tunnel, conn, "AUTHENTICATION_FAILED", "N(AUTH_FAILED)");
+
+    // charon's certificate is from a CA Siteward does not trust.
+    let (tunnel, conn) = pair_config("respond", &root, &stranger);
+    refused_by_siteward(tunnel, conn, "AUTHENTICATION_FAILED", "trust");
+}
+
+#[test]
+fn disjoint_proposals_are_refused_either_way() {
+    let (tunnel, mut conn) = psk_pair_config("initiate");
+    conn.proposals = "aes128-sha256-modp2048".into();
+    refused_by_charon(tunnel, conn, "NO_PROPOSAL_CHOSEN", "N(NO_PROP)");
+
+    let (tunnel, mut conn) = psk_pair_config("respond");
+    conn.proposals = "aes128-sha256-modp2048".into();
+    refused_by_siteward(tunnel, conn, "NO_PROPOSAL_CHOSEN", "IKE proposal");
+}
+
+#[test]
+fn disjoint_traffic_selectors_are_refused_either_way() {
+    let (tunnel, mut conn) = psk_pair_config("initiate");
+    conn.remote_ts = "10.9.0.0/24".into();
+    refused_by_charon(tunnel, conn, "TS_UNACCEPTABLE", "N(TS_UNACCEPT)");
+
+    let (tunnel, mut conn) = psk_pair_config("respond");
+    conn.remote_ts = "10.9.0.0/24".into();
+    refused_by_siteward(tunnel, conn, "TS_UNACCEPTABLE", "selectors");
 }

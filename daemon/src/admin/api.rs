@@ -162,10 +162,7 @@ async fn rekey_tunnel(
 ) -> Response {
     let sa = query.sa.as_deref().unwrap_or("child");
     let Some(target) = RekeyTarget::parse(sa) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "sa: expected \"child\" or \"ike\"",
-        );
+        return error(StatusCode::BAD_REQUEST, "sa: expected \"child\" or \"ike\"");
     };
     match state.tunnels.rekey(&name, target).await {
         Ok(()) => (

@@ -130,7 +130,7 @@ pub(super) fn handle_child_rekey_response(
                 sa.close(now);
             }
             kind => {
-                sa.failure = Some(match kind {
+                sa.child_failed(match kind {
                     notify::NO_PROPOSAL_CHOSEN => Failure::NoProposalChosen { ike: false },
                     notify::TS_UNACCEPTABLE => Failure::TsUnacceptable,
                     kind => Failure::PeerError(kind),
@@ -143,7 +143,7 @@ pub(super) fn handle_child_rekey_response(
     match complete_child_rekey(sa, rekey, &message, now) {
         Ok(()) => {}
         Err((spi_in, failure)) => {
-            sa.failure = Some(failure);
+            sa.child_failed(failure);
             rekey_later(sa, spi_in, RETRY_FAILED, now);
         }
     }

@@ -14,6 +14,7 @@ use crate::crypto::auth::{self, SignatureHash, AUTH_DIGITAL_SIGNATURE, AUTH_SHAR
 use crate::crypto::certs::PeerCert;
 use crate::crypto::dh::DhPrivate;
 use crate::crypto::keys::{ChildKeys, IkeKeys};
+use crate::crypto::CryptoError;
 use crate::identity::{id_type, Identity};
 use crate::message::{
     self, notify, Decoder, ExchangeType, IdPayload, Message, Payload, ProposalWire, TrafficSelector,
@@ -582,7 +583,10 @@ fn verify_peer(
             let cert = anchors
                 .verify(&end_entity, &intermediates, SystemTime::now())
                 .map_err(|e| {
-                    Failure::AuthenticationFailed(format!("the peer's certificate: {e}"))
+                    Failure::AuthenticationFailed(match e {
+                        CryptoError::Certificate(why) => why,
+                        other => format!("the peer's certificate: {other}"),
+                    })
                 })?;
             if !cert.matches(&identity) {
                 return Err(Failure::AuthenticationFailed(format!(
@@ -743,19 +747,18 @@ pub(super) fn respond_init(sa: &mut IkeSa, request: &[u8], now: Instant) -> Resu
     {
         return Err(Refusal::Drop("not an IKE_SA_INIT request".into()));
     }
-    let refuse = |kind: u16, data: &[u8]| {
-        Refusal::Answer(
-            Message {
-                spi_i: message.spi_i,
-                spi_r: 0,
-                exchange: ExchangeType::IkeSaInit,
-                initiator: false,
-                response: true,
-                message_id: 0,
-                payloads: vec![notify_payload(kind, data)],
-            }
-            .encode(),
-        )
+    let refuse = |kind: u16, data: &[u8], failure: Option<Failure>| Refusal::Answer {
+        datagram: Message {
+            spi_i: message.spi_i,
+            spi_r: 0,
+            exchange: ExchangeType::IkeSaInit,
+            initiator: false,
+            response: true,
+            message_id: 0,
+            payloads: vec![notify_payload(kind, data)],
+        }
+        .encode(),
+        failure,
     };
     let offered: &[ProposalWire] = single_payload(&message, "SA", |p| match p {
         Payload::Sa(proposals) => Some(proposals.as_slice()),
@@ -763,7 +766,11 @@ pub(super) fn respond_init(sa: &mut IkeSa, request: &[u8], now: Instant) -> Resu
     })
     .map_err(|e| Refusal::Drop(e.to_string()))?;
     let Ok((suite, answer)) = negotiate::select_ike(&sa.config.proposals, offered, None) else {
-        return Err(refuse(notify::NO_PROPOSAL_CHOSEN, &[]));
+        return Err(refuse(
+            notify::NO_PROPOSAL_CHOSEN,
+            &[],
+            Some(Failure::NoProposalChosen { ike: true }),
+        ));
     };
     let (group, ke) = single_payload(&message, "KE", |p| match p {
         Payload::Ke { group, data } => Some((*group, data.clone())),
@@ -774,6 +781,7 @@ pub(super) fn respond_init(sa: &mut IkeSa, request: &[u8], now: Instant) -> Resu
         return Err(refuse(
             notify::INVALID_KE_PAYLOAD,
             &suite.dh.id().to_be_bytes(),
+            None,
         ));
     }
     let ni = single_payload(&message, "Nonce", |p| match p {
@@ -917,7 +925,7 @@ pub(super) fn handle_auth_request(sa: &mut IkeSa, message: &Message, now: Instan
             sa.install_child(child, now);
         }
         Err((failure, kind)) => {
-            sa.failure = Some(failure);
+            sa.child_failed(failure);
             payloads.push(notify_payload(kind, &[]));
         }
     }

@@ -98,6 +98,8 @@ pub enum Output {
         spi_i: u64,
         spi_r: u64,
     },
+    /// A CHILD_SA (or its rekey) could not be set up; the IKE SA stays. Says why.
+    ChildFailed(Failure),
     /// The IKE SA is gone (with every CHILD_SA: no ChildDown follows). `failure` says why,
     /// or is `None` for an orderly close.
     Closed {
@@ -403,8 +405,13 @@ pub struct ChildStatus {
 /// INVALID_KE_PAYLOAD, NO_PROPOSAL_CHOSEN) or dropped.
 #[derive(Debug)]
 pub enum Refusal {
-    /// Send this answer and forget the request.
-    Answer(Vec<u8>),
+    /// Send this answer and forget the request. `failure` says why, when the peer cannot
+    /// succeed without a change of configuration (not for INVALID_KE_PAYLOAD, which it
+    /// follows by itself).
+    Answer {
+        datagram: Vec<u8>,
+        failure: Option<Failure>,
+    },
     /// Not an acceptable IKE_SA_INIT at all; drop it. The text says why.
     Drop(String),
 }
@@ -1022,6 +1029,12 @@ impl IkeSa {
         self.failure = failure.clone();
         self.retire_done();
         self.outputs.push(Output::Closed { failure });
+    }
+
+    /// A CHILD_SA could not be set up or rekeyed while the IKE SA stays up.
+    fn child_failed(&mut self, failure: Failure) {
+        self.outputs.push(Output::ChildFailed(failure.clone()));
+        self.failure = Some(failure);
     }
 
     /// Records a CHILD_SA and tells the driver to install it.

@@ -66,6 +66,7 @@ struct Seen {
     children_down: Vec<(u32, u32)>,
     established: usize,
     closed: Vec<Option<Failure>>,
+    child_failures: Vec<Failure>,
     path_changes: Vec<Path>,
     rekeyed: usize,
     retired: usize,
@@ -185,7 +186,9 @@ impl Pair {
                         seen: Seen::default(),
                     })
                 }
-                Err(Refusal::Answer(answer)) => {
+                Err(Refusal::Answer {
+                    datagram: answer, ..
+                }) => {
                     self.refusals += 1;
                     self.sent_by_responder.push(answer.clone());
                     self.initiator.sa.handle(mirrored(path), &answer, self.now);
@@ -236,6 +239,7 @@ fn record(seen: &mut Seen, output: Output) {
         Output::InitialContact => seen.initial_contact += 1,
         Output::IkeRekeyed => seen.rekeyed += 1,
         Output::SpisRetired { .. } => seen.retired += 1,
+        Output::ChildFailed(failure) => seen.child_failures.push(failure),
         Output::Closed { failure } => seen.closed.push(failure),
     }
 }
@@ -371,6 +375,10 @@ fn disjoint_esp_proposals_fail_and_install_nothing() {
         pair.initiator.seen.closed,
         vec![Some(Failure::NoProposalChosen { ike: false })]
     );
+    assert_eq!(
+        pair.responder().seen.child_failures,
+        vec![Failure::NoProposalChosen { ike: false }]
+    );
     assert_eq!(pair.responder().sa.state(), State::Closed);
 }
 
@@ -384,6 +392,11 @@ fn disjoint_traffic_selectors_fail_with_ts_unacceptable() {
     assert_eq!(
         pair.initiator.seen.closed,
         vec![Some(Failure::TsUnacceptable)]
+    );
+    // The responder says why too, though its IKE SA was established.
+    assert_eq!(
+        pair.responder().seen.child_failures,
+        vec![Failure::TsUnacceptable]
     );
 }
 

@@ -203,10 +203,20 @@ impl Control {
                     self.drain(index).await;
                 }
             }
-            Err(Refusal::Answer(answer)) => {
-                tracing::info!(tunnel = %self.name, peer = %path.remote,
-                    "refused an IKE_SA_INIT (no acceptable proposal or key share)");
-                let _ = self.host.send_ike(path, &answer).await;
+            Err(Refusal::Answer { datagram, failure }) => {
+                match failure {
+                    Some(failure) => {
+                        tracing::warn!(tunnel = %self.name, peer = %path.remote,
+                            error = %failure, "refused an IKE_SA_INIT");
+                        self.last_failure = Some(format!(
+                            "{failure} (refused {}'s IKE_SA_INIT)",
+                            path.remote.ip()
+                        ));
+                    }
+                    None => tracing::info!(tunnel = %self.name, peer = %path.remote,
+                        "asked the peer to retry IKE_SA_INIT with another key exchange group"),
+                }
+                let _ = self.host.send_ike(path, &datagram).await;
             }
             Err(Refusal::Drop(why)) => {
                 tracing::debug!(tunnel = %self.name, peer = %path.remote, why, "dropped an IKE_SA_INIT");
@@ -406,6 +416,11 @@ impl Control {
                             self.host.unroute_ike(spi);
                         }
                     }
+                }
+                Output::ChildFailed(failure) => {
+                    tracing::warn!(tunnel = %self.name, error = %failure,
+                        "CHILD_SA not established");
+                    self.last_failure = Some(failure.to_string());
                 }
                 Output::Closed { failure } => self.closed(index, id, failure),
             }
@@ -673,7 +688,10 @@ fn cidr_of(start: IpAddr, end: IpAddr) -> Option<ipnet::IpNet> {
 pub(crate) fn read_view(published: &RwLock<Published>) -> IpsecView {
     let published = published.read().unwrap_or_else(|e| e.into_inner());
     let mut view = published.view.clone();
-    let children = view.ike_sas.iter_mut().flat_map(|sa| sa.children.iter_mut());
+    let children = view
+        .ike_sas
+        .iter_mut()
+        .flat_map(|sa| sa.children.iter_mut());
     for child in children {
         if let Some((inbound, outbound)) = published.live.get(&child.spi_in) {
             child.bytes_in = inbound.bytes();

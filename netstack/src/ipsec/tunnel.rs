@@ -66,10 +66,7 @@ impl IpsecTunnel {
             .set_up(ifindex, u32::from(ipsec.mtu))
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let host_addresses = netlink
-            .addresses()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let host_addresses = netlink.addresses().await.map_err(|e| fail(e.to_string()))?;
         for net in &ipsec.remote_ts {
             let source = route_source(ipsec, &host_addresses, net.addr().is_ipv4());
             netlink
@@ -146,7 +143,8 @@ fn route_source(
     host_addresses: &[IpAddr],
     ipv4: bool,
 ) -> Option<IpAddr> {
-    let inside = |ip: &IpAddr| ip.is_ipv4() == ipv4 && ipsec.local_ts.iter().any(|ts| ts.contains(ip));
+    let inside =
+        |ip: &IpAddr| ip.is_ipv4() == ipv4 && ipsec.local_ts.iter().any(|ts| ts.contains(ip));
     ipsec
         .addresses
         .iter()
