@@ -24,9 +24,9 @@ use super::host::{ControlEvent, EspRoute, HostInner};
 /// `siteward_tunnel_packets_dropped_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
-    /// Outbound, with no CHILD_SA up (yet).
+    /// Outbound, for the tunnel's selectors, with no CHILD_SA up (yet).
     NoSa,
-    /// Outbound to an address the CHILD_SA's remote selectors do not cover.
+    /// Outbound outside the selectors (the CHILD_SA's, or the configured ones while none is up).
     NoRoute,
     /// Inbound, decrypted, but outside the CHILD_SA's selectors.
     SelectorMismatch,
@@ -129,6 +129,9 @@ pub(crate) struct TunnelData {
     pub tun: tun_rs::AsyncDevice,
     pub host: Arc<HostInner>,
     pub outbound: RwLock<Option<Arc<OutboundChild>>>,
+    /// The configured selectors: what traffic without a CHILD_SA may start one (`trap`),
+    /// and what is counted as `no_sa` rather than `no_route`.
+    configured: ChildPolicy,
     pub drops: Drops,
     /// When ESP last arrived (ms since `epoch`), for DPD.
     last_inbound_ms: AtomicU64,
@@ -141,6 +144,7 @@ impl TunnelData {
         name: String,
         tun: tun_rs::AsyncDevice,
         host: Arc<HostInner>,
+        configured: ChildPolicy,
         events: mpsc::Sender<ControlEvent>,
     ) -> TunnelData {
         TunnelData {
@@ -148,6 +152,7 @@ impl TunnelData {
             tun,
             host,
             outbound: RwLock::new(None),
+            configured,
             drops: Drops::default(),
             last_inbound_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -232,8 +237,14 @@ pub(crate) async fn outbound(data: Arc<TunnelData>, cancel: CancellationToken) {
                 now
             }
             None => {
-                data.drops.count(DropReason::NoSa);
-                let _ = data.events.try_send(ControlEvent::Trigger);
+                // Only traffic the tunnel is for asks for a CHILD_SA (the kernel sends
+                // its own packets, such as IPv6 router solicitations, into the device).
+                if data.configured.allows_outbound(source, destination) {
+                    data.drops.count(DropReason::NoSa);
+                    let _ = data.events.try_send(ControlEvent::Trigger);
+                } else {
+                    data.drops.count(DropReason::NoRoute);
+                }
                 continue;
             }
         };

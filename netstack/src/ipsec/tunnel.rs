@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::control::{read_view, Control, Published};
-use super::dataplane::{self, TunnelData};
+use super::dataplane::{self, ChildPolicy, TunnelData};
 use super::host::{ControlEvent, Host, Responder};
 use super::settings::settings_of;
 use super::status::IpsecCounters;
@@ -76,10 +76,15 @@ impl IpsecTunnel {
         }
 
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let configured = ChildPolicy {
+            local_ts: settings.sa.local_ts.clone(),
+            remote_ts: settings.sa.remote_ts.clone(),
+        };
         let data = Arc::new(TunnelData::new(
             config.name.clone(),
             tun,
             host.inner.clone(),
+            configured,
             events_tx.clone(),
         ));
         let remote: Vec<IpAddr> = ipsec
