@@ -17,11 +17,14 @@ use siteward_tests::ipsec::{random_psk, Credentials, SitewardIpsec};
 use siteward_tests::netns::unique_ifname;
 use siteward_tests::pki::{KeyKind, TestCa};
 use siteward_tests::strongswan::{SitePair, LEFT_SITE, RIGHT_SITE};
-use siteward_tests::wireguard::{checksummed_transfer, ping};
+use siteward_tests::wireguard::{checksummed_transfer, ping, UdpCapture};
 use siteward_tests::{Daemon, STATE_TIMEOUT};
 
 const TRANSFER: u64 = 8 << 20;
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
+/// NAT keepalives follow 20 s without anything sent; the test's own traffic ends just before
+/// the wait starts.
+const KEEPALIVE_WAIT: Duration = Duration::from_secs(25);
 
 /// A daemon on each site. Fields drop in order: the daemons stop before the namespaces go.
 struct Pair {
@@ -191,6 +194,18 @@ fn forced_udp_encapsulation_with_certificates_carries_traffic_both_ways() {
         );
     }
     pair.assert_traffic_flows();
+
+    // Idle on our side for the keepalive interval (20 s), the initiator keeps the (here
+    // imagined) NAT mapping open with a one-byte 0xFF datagram on port 4500 (RFC 3948).
+    let capture = UdpCapture::start_with_filter(
+        &pair.sites.left,
+        &pair.sites.left_dev,
+        "src host 198.51.100.1 and udp src port 4500 and udp[4:2] = 9 and udp[8] = 0xff",
+    );
+    siteward_tests::wait_until(KEEPALIVE_WAIT, || {
+        (!capture.lines().is_empty()).then_some(())
+    })
+    .expect("a NAT keepalive within 25 s of idleness");
 }
 
 #[test]

@@ -30,6 +30,9 @@ const COOKIE_THRESHOLD: usize = 16;
 /// First wait before a failed initiator tries again; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a UDP-encapsulated path may be idle from our side before a NAT keepalive
+/// (strongSwan's default; NAT mappings for UDP commonly live 30 s or more).
+const NAT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 
 /// What the tunnel's configuration says beyond the SA parameters.
 pub(crate) struct Settings {
@@ -66,6 +69,8 @@ pub(crate) struct Control {
     /// Which of `remote_addrs` the next initiation uses.
     next_remote: usize,
     last_failure: Option<String>,
+    /// When the last NAT keepalive went out.
+    last_keepalive: Option<Instant>,
     pub counters: Arc<IpsecCounters>,
     view: Arc<RwLock<Published>>,
     epoch: (Instant, SystemTime),
@@ -96,6 +101,7 @@ impl Control {
             backoff: FIRST_BACKOFF,
             next_remote: 0,
             last_failure: None,
+            last_keepalive: None,
             counters,
             view,
             epoch: (now, SystemTime::now()),
@@ -287,11 +293,43 @@ impl Control {
             self.drain(index).await;
         }
         self.sas.retain(|(_, sa)| sa.state() != State::Closed);
+        self.keep_nat_open(now).await;
         if self.retry_at.is_some_and(|at| now >= at) {
             self.retry_at = None;
             if self.sas.is_empty() {
                 self.initiate(now).await;
             }
+        }
+    }
+
+    /// Sends a NAT keepalive on each UDP-encapsulated IKE SA when nothing went to the peer
+    /// for [`NAT_KEEPALIVE_INTERVAL`], so a NAT between us keeps its mapping.
+    async fn keep_nat_open(&mut self, now: Instant) {
+        let last_sent = [self.data.last_outbound(), self.last_keepalive]
+            .into_iter()
+            .flatten()
+            .max();
+        if last_sent.is_some_and(|at| now.saturating_duration_since(at) < NAT_KEEPALIVE_INTERVAL) {
+            return;
+        }
+        let paths: Vec<Path> = self
+            .sas
+            .iter()
+            .filter(|(_, sa)| sa.state() == State::Established)
+            .map(|(_, sa)| sa.status())
+            .filter(|status| {
+                status.nat_t
+                    && status.established.is_some_and(|at| {
+                        now.saturating_duration_since(at) >= NAT_KEEPALIVE_INTERVAL
+                    })
+            })
+            .map(|status| status.path)
+            .collect();
+        for path in paths {
+            if let Err(e) = self.host.send_nat_keepalive(path).await {
+                tracing::debug!(tunnel = %self.name, error = %e, "sending a NAT keepalive failed");
+            }
+            self.last_keepalive = Some(now);
         }
     }
 

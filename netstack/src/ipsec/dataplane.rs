@@ -135,6 +135,8 @@ pub(crate) struct TunnelData {
     pub drops: Drops,
     /// When ESP last arrived (ms since `epoch`), for DPD.
     last_inbound_ms: AtomicU64,
+    /// When ESP was last sent (ms since `epoch`), for NAT keepalives.
+    last_outbound_ms: AtomicU64,
     epoch: Instant,
     pub events: mpsc::Sender<ControlEvent>,
 }
@@ -155,6 +157,7 @@ impl TunnelData {
             configured,
             drops: Drops::default(),
             last_inbound_ms: AtomicU64::new(0),
+            last_outbound_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             events,
         }
@@ -173,15 +176,24 @@ impl TunnelData {
 
     /// When ESP last arrived, if ever.
     pub fn last_inbound(&self) -> Option<Instant> {
-        match self.last_inbound_ms.load(Ordering::Relaxed) {
+        self.instant(&self.last_inbound_ms)
+    }
+
+    /// When ESP was last sent, if ever.
+    pub fn last_outbound(&self) -> Option<Instant> {
+        self.instant(&self.last_outbound_ms)
+    }
+
+    fn instant(&self, ms: &AtomicU64) -> Option<Instant> {
+        match ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(self.epoch + std::time::Duration::from_millis(ms)),
         }
     }
 
-    fn note_inbound(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
-        self.last_inbound_ms.store(ms.max(1), Ordering::Relaxed);
+    fn note(&self, ms: &AtomicU64) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        ms.store(now.max(1), Ordering::Relaxed);
     }
 }
 
@@ -270,6 +282,8 @@ pub(crate) async fn outbound(data: Arc<TunnelData>, cancel: CancellationToken) {
         {
             tracing::debug!(tunnel = %data.name, error = %e, "sending ESP failed");
             data.drops.count(DropReason::IoError);
+        } else {
+            data.note(&data.last_outbound_ms);
         }
     }
 }
@@ -284,7 +298,7 @@ pub(crate) async fn receive(route: &EspRoute, packet: &mut [u8]) {
             return;
         }
     };
-    data.note_inbound();
+    data.note(&data.last_inbound_ms);
     if next_header == NEXT_HEADER_NONE {
         return;
     }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::dataplane::{self, TunnelData};
 use super::esp::{spi_of, InboundSa};
 use super::raw::RawEsp;
-use super::udp_encap::{classify, Udp4500, NON_ESP_MARKER};
+use super::udp_encap::{classify, Udp4500, NAT_KEEPALIVE, NON_ESP_MARKER};
 use crate::tunnel::RekeyTarget;
 use crate::udp::UdpPort;
 
@@ -182,6 +182,13 @@ impl HostInner {
                 .send_from(Some(path.local.ip()), path.remote, datagram, None)
                 .await
         }
+    }
+
+    /// Sends a NAT keepalive (RFC 3948 §2.3) on the NAT-T path.
+    pub async fn send_nat_keepalive(&self, path: Path) -> io::Result<()> {
+        self.natt
+            .send_from(Some(path.local.ip()), path.remote, &NAT_KEEPALIVE, None)
+            .await
     }
 
     /// Sends ESP packets to the peer: in UDP on the NAT-T port, or bare. With `segment`,
