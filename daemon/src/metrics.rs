@@ -97,7 +97,9 @@ pub fn render(state: &MetricsState) -> String {
     );
 
     render_checks(&mut out, &state.engine);
-    render_tunnels(&mut out, &state.tunnels.statuses());
+    let tunnels = state.tunnels.statuses();
+    render_tunnels(&mut out, &tunnels);
+    render_ipsec(&mut out, &tunnels);
     render_process(&mut out);
     out.text
 }
@@ -252,6 +254,45 @@ fn render_tunnels(out: &mut Exposition, tunnels: &[TunnelStatus]) {
                 &[("tunnel", &t.name), ("reason", reason)],
                 *count as f64,
             );
+        }
+    }
+}
+
+/// The IPsec-only families; IPsec tunnels also appear in every `siteward_tunnel_*` one.
+fn render_ipsec(out: &mut Exposition, tunnels: &[TunnelStatus]) {
+    let ipsec: Vec<(&str, &siteward_netstack::ipsec::status::IpsecView)> = tunnels
+        .iter()
+        .filter_map(|t| t.ipsec.as_ref().map(|v| (t.name.as_str(), v)))
+        .collect();
+    out.family(
+        "siteward_ipsec_rekeys_total",
+        "counter",
+        "Completed rekeys of the tunnel's IKE SA (sa=\"ike\") and CHILD_SAs (sa=\"child\").",
+    );
+    for (tunnel, view) in &ipsec {
+        for (sa, count) in [("ike", view.ike_rekeys), ("child", view.child_rekeys)] {
+            out.sample(
+                "siteward_ipsec_rekeys_total",
+                &[("tunnel", tunnel), ("sa", sa)],
+                count as f64,
+            );
+        }
+    }
+    for (name, help, value) in [
+        (
+            "siteward_ipsec_auth_failures_total",
+            "IKE SAs that failed authentication, either way.",
+            (|v: &siteward_netstack::ipsec::status::IpsecView| v.auth_failures) as fn(&_) -> u64,
+        ),
+        (
+            "siteward_ipsec_replay_drops_total",
+            "ESP packets dropped as replays (outside or already seen in the window).",
+            |v: &siteward_netstack::ipsec::status::IpsecView| v.replay_drops,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        for (tunnel, view) in &ipsec {
+            out.sample(name, &[("tunnel", tunnel)], value(view) as f64);
         }
     }
 }
@@ -425,6 +466,7 @@ mod tests {
                 allowed_ips: vec![],
             }],
             dropped: vec![("replay", 3)],
+            ipsec: None,
         };
         let mut out = Exposition::default();
         render_tunnels(&mut out, &[status]);
@@ -434,6 +476,38 @@ mod tests {
             "siteward_tunnel_transmit_bytes_total{tunnel=\"cloud\",kind=\"wireguard\",peer=\"gw\"} 9",
             "siteward_tunnel_peer_last_handshake_timestamp_seconds{tunnel=\"cloud\",peer=\"gw\"} 1700000000",
             "siteward_tunnel_packets_dropped_total{tunnel=\"cloud\",reason=\"replay\"} 3",
+        ] {
+            assert!(out.text.contains(line), "missing {line} in\n{}", out.text);
+        }
+    }
+
+    #[test]
+    fn ipsec_families_render_per_tunnel() {
+        let status = TunnelStatus {
+            name: "hq".into(),
+            kind: "ipsec",
+            interface: "ipsec-hq".into(),
+            running: true,
+            up: false,
+            listen_port: Some(500),
+            error: None,
+            peers: vec![],
+            dropped: vec![],
+            ipsec: Some(siteward_netstack::ipsec::status::IpsecView {
+                ike_rekeys: 2,
+                child_rekeys: 5,
+                auth_failures: 1,
+                replay_drops: 4,
+                ..Default::default()
+            }),
+        };
+        let mut out = Exposition::default();
+        render_ipsec(&mut out, &[status]);
+        for line in [
+            "siteward_ipsec_rekeys_total{tunnel=\"hq\",sa=\"ike\"} 2",
+            "siteward_ipsec_rekeys_total{tunnel=\"hq\",sa=\"child\"} 5",
+            "siteward_ipsec_auth_failures_total{tunnel=\"hq\"} 1",
+            "siteward_ipsec_replay_drops_total{tunnel=\"hq\"} 4",
         ] {
             assert!(out.text.contains(line), "missing {line} in\n{}", out.text);
         }

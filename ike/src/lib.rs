@@ -12,13 +12,17 @@
 //! - [`negotiate`]: proposals on the wire and choosing from them.
 //! - [`ts`]: traffic selectors and their narrowing.
 //! - [`fragment`]: fragment sizing and reassembly for [`message`].
+//! - [`sa`]: the IKE SA state machine (every exchange, both roles, timers).
+//! - [`cookie`]: stateless cookies for a responder under a flood of IKE_SA_INIT.
 #![forbid(unsafe_code)]
 
 pub mod algorithms;
+pub mod cookie;
 pub mod crypto;
 pub mod fragment;
 pub mod identity;
 pub mod message;
 pub mod negotiate;
 pub mod proposal;
+pub mod sa;
 pub mod ts;

@@ -5,8 +5,9 @@
 //! - [`tunnel`] is what every tunnel kind implements, and the running set of tunnels that
 //!   a configuration reload is diffed against.
 //! - [`wireguard`] is the user-space WireGuard kind (boringtun, TUN, batched UDP, UAPI).
-//! - [`ipsec`] is ESP per packet (encapsulation, anti-replay, UDP encapsulation) for the
-//!   IPsec kind.
+//! - [`udp`] is batched UDP I/O (GSO/GRO) shared by the tunnel kinds.
+//! - [`ipsec`] is the user-space IPsec kind: ESP per packet, the shared IKE/ESP
+//!   endpoints, each tunnel's IKE task and data plane.
 //! - [`netlink`] sets addresses, link state and routes; [`allowed_ips`] is the
 //!   longest-prefix table of cryptokey routing.
 #![forbid(unsafe_code)]
@@ -15,8 +16,12 @@ pub mod allowed_ips;
 pub mod ipsec;
 pub mod netlink;
 pub mod placement;
+pub mod reactor;
 pub mod tunnel;
+pub mod udp;
 pub mod wireguard;
 
 pub use placement::{PlacementError, SocketPlacement};
-pub use tunnel::{PeerStatus, TunnelChanges, TunnelError, TunnelStatus, Tunnels};
+pub use tunnel::{
+    PeerStatus, RekeyError, RekeyTarget, TunnelChanges, TunnelError, TunnelStatus, Tunnels,
+};

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
+use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
@@ -87,13 +88,48 @@ impl Netlink {
             .map_err(context(format!("adding address {address}")))
     }
 
+    /// Every address on every interface of the namespace.
+    pub async fn addresses(&self) -> Result<Vec<IpAddr>, NetlinkError> {
+        let mut messages = self.handle.address().get().execute();
+        let mut addresses = Vec::new();
+        while let Some(message) = messages
+            .try_next()
+            .await
+            .map_err(context("listing interface addresses"))?
+        {
+            // IFA_LOCAL is the address of a point-to-point link's own end; IFA_ADDRESS
+            // is the address otherwise.
+            let local = message.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            });
+            let address = message.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            addresses.extend(local.or(address));
+        }
+        Ok(addresses)
+    }
+
     /// Routes `network` into the interface. An identical route that already exists (the
     /// kernel's own route for an address's subnet) is not an error.
     pub async fn add_route(&self, index: u32, network: IpNet) -> Result<(), NetlinkError> {
+        self.add_route_from(index, network, None).await
+    }
+
+    /// Like [`Self::add_route`], with the source address local traffic on the route uses
+    /// (`ip route add NET dev IF src ADDR`).
+    pub async fn add_route_from(
+        &self,
+        index: u32,
+        network: IpNet,
+        source: Option<IpAddr>,
+    ) -> Result<(), NetlinkError> {
         let result = self
             .handle
             .route()
-            .add(route_message(index, network))
+            .add(route_message(index, network, source))
             .execute()
             .await
             .map_err(context(format!("adding route {network}")));
@@ -108,7 +144,7 @@ impl Netlink {
         let result = self
             .handle
             .route()
-            .del(route_message(index, network))
+            .del(route_message(index, network, None))
             .execute()
             .await
             .map_err(context(format!("removing route {network}")));
@@ -119,10 +155,15 @@ impl Netlink {
     }
 }
 
-fn route_message(index: u32, network: IpNet) -> RouteMessage {
+fn route_message(index: u32, network: IpNet, source: Option<IpAddr>) -> RouteMessage {
     let network = network.trunc();
-    let builder = RouteMessageBuilder::<IpAddr>::new()
+    let mut builder = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(network.addr(), network.prefix_len())
         .expect("the address family matches the prefix length of a valid IpNet");
+    if let Some(source) = source.filter(|s| s.is_ipv4() == network.addr().is_ipv4()) {
+        builder = builder
+            .pref_source(source)
+            .expect("the source has the route's address family");
+    }
     builder.output_interface(index).build()
 }

@@ -1,6 +1,6 @@
 //! What every tunnel kind implements, and the set of running tunnels.
 //!
-//! A kind (WireGuard now, IPsec next) implements [`Tunnel`]: it starts from its
+//! A kind (WireGuard, IPsec) implements [`Tunnel`]: it starts from its
 //! configuration, reports a [`TunnelStatus`], applies a changed configuration in place when
 //! it can (a WireGuard peer added or removed without touching the others), and stops,
 //! removing what it put into the system. [`Tunnels`] diffs a new configuration against the
@@ -16,6 +16,8 @@ use std::time::SystemTime;
 use ipnet::IpNet;
 use siteward_config::{Tunnel as TunnelConfig, TunnelKind};
 
+use crate::ipsec::status::IpsecView;
+use crate::ipsec::IpsecTunnel;
 use crate::wireguard::WireguardTunnel;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -54,6 +56,45 @@ pub trait Tunnel: Send + Sync {
         -> BoxFuture<'a, Result<Update, TunnelError>>;
     /// Stops the data plane and removes the device, routes and sockets.
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
+    /// Starts renegotiating `target` now, make-before-break (an operator's request).
+    fn rekey(&self, target: RekeyTarget) -> Result<(), RekeyError>;
+}
+
+/// Which SAs an operator asks to rekey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RekeyTarget {
+    /// Every CHILD_SA (IPsec) of the tunnel.
+    Child,
+    /// The IKE SA (IPsec).
+    Ike,
+}
+
+impl RekeyTarget {
+    pub fn parse(text: &str) -> Option<RekeyTarget> {
+        match text {
+            "child" => Some(RekeyTarget::Child),
+            "ike" => Some(RekeyTarget::Ike),
+            _ => None,
+        }
+    }
+}
+
+/// Why a rekey request was not started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RekeyError {
+    #[error("no such tunnel")]
+    NoSuchTunnel,
+    #[error("the tunnel is not running: {0}")]
+    NotRunning(String),
+    #[error("{kind} tunnels have no {target} SA to rekey on request")]
+    Unsupported {
+        kind: &'static str,
+        target: &'static str,
+    },
+    #[error("the tunnel has no established IKE SA to rekey")]
+    NotEstablished,
+    #[error("the tunnel's IKE task is busy; try again")]
+    Busy,
 }
 
 /// A tunnel's state for the API and metrics.
@@ -72,6 +113,8 @@ pub struct TunnelStatus {
     pub peers: Vec<PeerStatus>,
     /// Packets dropped, by reason (every reason listed, zeros included).
     pub dropped: Vec<(&'static str, u64)>,
+    /// IKE and CHILD SAs, for an IPsec tunnel.
+    pub ipsec: Option<IpsecView>,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +251,19 @@ impl Tunnels {
         self.refresh_locked(&entries);
     }
 
+    /// Asks tunnel `name` to rekey `target` now.
+    pub async fn rekey(&self, name: &str, target: RekeyTarget) -> Result<(), RekeyError> {
+        let entries = self.entries.lock().await;
+        let entry = entries
+            .iter()
+            .find(|e| e.config.name == name)
+            .ok_or(RekeyError::NoSuchTunnel)?;
+        match &entry.state {
+            EntryState::Running(tunnel) => tunnel.rekey(target),
+            EntryState::Failed(error) => Err(RekeyError::NotRunning(error.clone())),
+        }
+    }
+
     /// Every tunnel's status, in configuration order.
     pub fn statuses(&self) -> Vec<TunnelStatus> {
         // Cheap while no reload runs; during one, the last snapshot is good enough.
@@ -239,6 +295,7 @@ fn entry_status(entry: &Entry) -> TunnelStatus {
             error: Some(error.clone()),
             peers: Vec::new(),
             dropped: Vec::new(),
+            ipsec: None,
         },
     }
 }
@@ -248,10 +305,9 @@ async fn start_entry(config: &TunnelConfig) -> Entry {
         TunnelKind::Wireguard(_) => WireguardTunnel::start(config)
             .await
             .map(|t| Box::new(t) as Box<dyn Tunnel>),
-        TunnelKind::Ipsec(_) => Err(TunnelError::new(
-            &config.name,
-            "ipsec tunnels are not supported by this build yet",
-        )),
+        TunnelKind::Ipsec(_) => IpsecTunnel::start(config)
+            .await
+            .map(|t| Box::new(t) as Box<dyn Tunnel>),
     };
     let state = match started {
         Ok(tunnel) => EntryState::Running(tunnel),

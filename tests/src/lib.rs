@@ -26,6 +26,7 @@
 
 pub mod daemon;
 pub mod http;
+pub mod ipsec;
 pub mod metrics;
 pub mod netns;
 pub mod pki;

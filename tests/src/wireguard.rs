@@ -970,22 +970,15 @@ pub struct UdpCapture {
 impl UdpCapture {
     /// Starts the capture and waits until tcpdump says it is listening.
     pub fn start(netns: &Netns, dev: &str, port: u16) -> UdpCapture {
-        let port = port.to_string();
-        let process = netns.spawn(
-            &format!("tcpdump {dev}"),
-            "tcpdump",
-            [
-                "-i",
-                dev,
-                "-n",
-                "-l",
-                "-tt",
-                "--immediate-mode",
-                "udp",
-                "port",
-                &port,
-            ],
-        );
+        UdpCapture::start_with_filter(netns, dev, &format!("udp port {port}"))
+    }
+
+    /// Like [`Self::start`] with a pcap `filter` of the caller's (read the matches with
+    /// [`Self::lines`] when tcpdump does not print them as plain UDP).
+    pub fn start_with_filter(netns: &Netns, dev: &str, filter: &str) -> UdpCapture {
+        let mut args = vec!["-i", dev, "-n", "-l", "-tt", "--immediate-mode"];
+        args.extend(filter.split_whitespace());
+        let process = netns.spawn(&format!("tcpdump {dev}"), "tcpdump", args);
         if let Err(e) = process
             .stderr()
             .wait_for(READY_TIMEOUT, |l| l.starts_with("listening on "))
@@ -997,6 +990,11 @@ impl UdpCapture {
             );
         }
         UdpCapture { process }
+    }
+
+    /// tcpdump's lines so far, one per packet.
+    pub fn lines(&self) -> Vec<String> {
+        self.process.stdout().all()
     }
 
     /// Every datagram captured so far.

@@ -53,7 +53,7 @@ pub async fn probe(p: &IcmpProbe, env: &ProbeEnv<'_>) -> ProbeResult {
                 format!("{} has no address", p.target),
             )
         })?;
-    let socket = register(open_socket(target, env)?)
+    let socket = siteward_netstack::reactor::register(open_socket(target, env)?)
         .map_err(|e| Failure::from(e).context("registering the ICMP socket"))?;
     let run = Run {
         target,
@@ -143,15 +143,6 @@ fn open_socket(target: IpAddr, env: &ProbeEnv<'_>) -> Result<Socket, Failure> {
         .connect(&SocketAddr::new(target, 0).into())
         .map_err(|e| crate::net::connect_failure(e, SocketAddr::new(target, 0)).context("ICMP"))?;
     Ok(socket)
-}
-
-/// Hands the socket to tokio's reactor. `AsyncFd::new` is deprecated in favour of the
-/// `unsafe fn register`, whose requirement is that the descriptor stays open while
-/// registered; that holds here because the `AsyncFd` owns the `Socket`, which owns the
-/// descriptor. The safe constructor keeps this crate free of `unsafe`.
-#[allow(deprecated)]
-fn register(socket: Socket) -> io::Result<AsyncFd<Socket>> {
-    AsyncFd::new(socket)
 }
 
 /// No route, or an ICMP "unreachable" for our packets: a verdict, not a local error.

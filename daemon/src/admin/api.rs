@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 use siteward_connectors::engine::{CheckSnapshot, Engine};
 use siteward_connectors::Outcome;
-use siteward_netstack::{PeerStatus, TunnelStatus, Tunnels};
+use siteward_netstack::{PeerStatus, RekeyError, RekeyTarget, TunnelStatus, Tunnels};
 
 use crate::tokens::TokenStore;
 
@@ -34,6 +34,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/checks/{name}/run", post(run_check))
         .route("/api/v1/tunnels", get(list_tunnels))
         .route("/api/v1/tunnels/{name}", get(get_tunnel))
+        .route("/api/v1/tunnels/{name}/rekey", post(rekey_tunnel))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -146,6 +147,35 @@ async fn get_tunnel(State(state): State<Arc<AdminState>>, Path(name): Path<Strin
     }
 }
 
+#[derive(serde::Deserialize)]
+struct RekeyQuery {
+    sa: Option<String>,
+}
+
+/// `POST /api/v1/tunnels/NAME/rekey?sa=child|ike` (default child): starts a
+/// make-before-break rekey now, like `swanctl --rekey`. 202 once started; the new SAs show
+/// in the tunnel's status when the exchange completes.
+async fn rekey_tunnel(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    Query(query): Query<RekeyQuery>,
+) -> Response {
+    let sa = query.sa.as_deref().unwrap_or("child");
+    let Some(target) = RekeyTarget::parse(sa) else {
+        return error(StatusCode::BAD_REQUEST, "sa: expected \"child\" or \"ike\"");
+    };
+    match state.tunnels.rekey(&name, target).await {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "tunnel": name, "rekeying": sa })),
+        )
+            .into_response(),
+        Err(RekeyError::NoSuchTunnel) => error(StatusCode::NOT_FOUND, "no such tunnel"),
+        Err(e @ RekeyError::Busy) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
+    }
+}
+
 /// A tunnel as the API shows it: public keys only.
 #[derive(Serialize)]
 struct TunnelView {
@@ -161,6 +191,105 @@ struct TunnelView {
     peers: Vec<PeerView>,
     /// Packets dropped, by reason.
     dropped: serde_json::Map<String, serde_json::Value>,
+    /// IKE and CHILD SAs of an IPsec tunnel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipsec: Option<IpsecView>,
+}
+
+/// An IPsec tunnel's SAs: algorithms, SPIs (hex, as swanctl prints them), times, bytes.
+#[derive(Serialize)]
+struct IpsecView {
+    ike_sas: Vec<IkeSaView>,
+    /// Why the last IKE SA failed or closed, in plain words; absent once one is up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_failure: Option<String>,
+    ike_rekeys: u64,
+    child_rekeys: u64,
+    auth_failures: u64,
+    replay_drops: u64,
+}
+
+#[derive(Serialize)]
+struct IkeSaView {
+    state: &'static str,
+    initiator: bool,
+    spi_i: String,
+    spi_r: String,
+    algorithms: Option<String>,
+    local: String,
+    remote: String,
+    nat_t: bool,
+    established: Option<String>,
+    rekey_due: Option<String>,
+    child_sas: Vec<ChildSaView>,
+}
+
+#[derive(Serialize)]
+struct ChildSaView {
+    spi_in: String,
+    spi_out: String,
+    algorithms: String,
+    local_ts: Vec<String>,
+    remote_ts: Vec<String>,
+    established: String,
+    rekey_due: String,
+    bytes_in: u64,
+    bytes_out: u64,
+    packets_in: u64,
+    packets_out: u64,
+    replay_drops: u64,
+    /// ESP in UDP (RFC 3948) rather than bare ESP.
+    encap: bool,
+    /// Replaced by a rekey, about to be deleted.
+    rekeyed: bool,
+}
+
+impl From<&siteward_netstack::ipsec::status::IpsecView> for IpsecView {
+    fn from(v: &siteward_netstack::ipsec::status::IpsecView) -> Self {
+        IpsecView {
+            ike_sas: v
+                .ike_sas
+                .iter()
+                .map(|sa| IkeSaView {
+                    state: sa.state,
+                    initiator: sa.initiator,
+                    spi_i: format!("{:016x}", sa.spi_i),
+                    spi_r: format!("{:016x}", sa.spi_r),
+                    algorithms: sa.algorithms.clone(),
+                    local: sa.local.to_string(),
+                    remote: sa.remote.to_string(),
+                    nat_t: sa.nat_t,
+                    established: sa.established.map(rfc3339),
+                    rekey_due: sa.rekey_due.map(rfc3339),
+                    child_sas: sa
+                        .children
+                        .iter()
+                        .map(|c| ChildSaView {
+                            spi_in: format!("{:08x}", c.spi_in),
+                            spi_out: format!("{:08x}", c.spi_out),
+                            algorithms: c.algorithms.clone(),
+                            local_ts: c.local_ts.clone(),
+                            remote_ts: c.remote_ts.clone(),
+                            established: rfc3339(c.established),
+                            rekey_due: rfc3339(c.rekey_due),
+                            bytes_in: c.bytes_in,
+                            bytes_out: c.bytes_out,
+                            packets_in: c.packets_in,
+                            packets_out: c.packets_out,
+                            replay_drops: c.replay_drops,
+                            encap: c.encap,
+                            rekeyed: c.rekeyed,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            last_failure: v.last_failure.clone(),
+            ike_rekeys: v.ike_rekeys,
+            child_rekeys: v.child_rekeys,
+            auth_failures: v.auth_failures,
+            replay_drops: v.replay_drops,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -195,6 +324,7 @@ impl From<&TunnelStatus> for TunnelView {
                 .iter()
                 .map(|(reason, n)| (reason.to_string(), json!(n)))
                 .collect(),
+            ipsec: t.ipsec.as_ref().map(IpsecView::from),
         }
     }
 }

@@ -56,7 +56,20 @@ impl TrustAnchors {
         now: SystemTime,
     ) -> Result<PeerCert, CryptoError> {
         let chain_error = |e: webpki::Error| {
-            CryptoError::Certificate(format!("the peer's certificate does not validate: {e}"))
+            let why = match &e {
+                webpki::Error::UnknownIssuer => {
+                    "no CA of ca_file issued it (directly or through the intermediates sent)"
+                }
+                webpki::Error::CertExpired { .. } => "it has expired",
+                webpki::Error::CertNotValidYet { .. } => "it is not valid yet",
+                webpki::Error::InvalidSignatureForPublicKey => {
+                    "a signature in its chain does not verify"
+                }
+                _ => "its chain does not validate",
+            };
+            CryptoError::Certificate(format!(
+                "the peer's certificate is not trusted: {why} ({e:?})"
+            ))
         };
         let end_entity_der_ref = CertificateDer::from(end_entity_der);
         let end_entity = EndEntityCert::try_from(&end_entity_der_ref).map_err(chain_error)?;

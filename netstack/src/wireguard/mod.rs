@@ -13,7 +13,6 @@ mod drops;
 pub mod keys;
 mod peer;
 pub mod uapi;
-mod udp;
 
 pub use drops::DropReason;
 
@@ -32,11 +31,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::netlink::Netlink;
-use crate::tunnel::{BoxFuture, Tunnel, TunnelError, TunnelStatus, Update};
+use crate::tunnel::{
+    BoxFuture, RekeyError, RekeyTarget, Tunnel, TunnelError, TunnelStatus, Update,
+};
+use crate::udp::UdpPort;
 use drops::Drops;
 use peer::{Peer, PeerTable, SessionConfig};
 use uapi::{UapiDevice, UapiSource};
-use udp::UdpPort;
 
 /// Handshakes per second (over all peers of a tunnel) before new ones must carry a cookie.
 /// Each handshake is checked twice (here and in `Tunn`), hence twice WireGuard's usual 100.
@@ -311,6 +312,7 @@ impl Tunnel for WireguardTunnel {
             error: fault,
             peers,
             dropped: self.shared.drops.snapshot(),
+            ipsec: None,
         }
     }
 
@@ -338,6 +340,18 @@ impl Tunnel for WireguardTunnel {
             }
             // Closing the TUN device (the last reference to `shared`) removes the interface,
             // and the kernel removes its addresses and routes with it.
+        })
+    }
+
+    /// WireGuard renews its session keys by itself every two minutes of traffic; there is
+    /// no SA an operator could ask to renew.
+    fn rekey(&self, target: RekeyTarget) -> Result<(), RekeyError> {
+        Err(RekeyError::Unsupported {
+            kind: "wireguard",
+            target: match target {
+                RekeyTarget::Child => "CHILD",
+                RekeyTarget::Ike => "IKE",
+            },
         })
     }
 }

@@ -2,7 +2,7 @@
 //! system call, GSO to send a run of equal-sized datagrams to one peer in one call.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -55,12 +55,24 @@ impl UdpPort {
         contents: &[u8],
         segment: Option<usize>,
     ) -> io::Result<()> {
+        self.send_from(None, to, contents, segment).await
+    }
+
+    /// Like [`Self::send`], from the local address `from` (a socket bound to all
+    /// addresses answers from the address it was asked on).
+    pub async fn send_from(
+        &self,
+        from: Option<IpAddr>,
+        to: SocketAddr,
+        contents: &[u8],
+        segment: Option<usize>,
+    ) -> io::Result<()> {
         let transmit = Transmit {
             destination: to,
             ecn: None,
             contents,
             segment_size: segment,
-            src_ip: None,
+            src_ip: from,
         };
         self.socket
             .async_io(Interest::WRITABLE, || {
