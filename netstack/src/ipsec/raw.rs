@@ -78,6 +78,9 @@ impl RawEsp {
 
 fn open(domain: Domain) -> io::Result<AsyncFd<Socket>> {
     let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(IPPROTO_ESP)))?;
+    // Best effort, as for the UDP sockets: the default 208 KiB overflows under bursts.
+    let _ = socket.set_recv_buffer_size(crate::udp::SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(crate::udp::SOCKET_BUFFER);
     socket.set_nonblocking(true)?;
     crate::reactor::register(socket)
 }
