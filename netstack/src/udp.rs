@@ -9,7 +9,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 
 /// Socket buffers large enough for bursts at multi-gigabit rates.
-const SOCKET_BUFFER: usize = 8 << 20;
+pub(crate) const SOCKET_BUFFER: usize = 8 << 20;
 
 pub struct UdpPort {
     socket: tokio::net::UdpSocket,

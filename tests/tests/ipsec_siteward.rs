@@ -12,6 +12,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use serde_json::Value;
 use siteward_tests::ipsec::{random_psk, Credentials, SitewardIpsec};
 use siteward_tests::netns::unique_ifname;
@@ -206,6 +207,39 @@ fn forced_udp_encapsulation_with_certificates_carries_traffic_both_ways() {
         (!capture.lines().is_empty()).then_some(())
     })
     .expect("a NAT keepalive within 25 s of idleness");
+}
+
+#[test]
+fn a_peer_that_restarts_replaces_its_old_sas_at_once() {
+    let psk = random_psk();
+    let left = SitewardIpsec::left(
+        &unique_ifname('s'),
+        Credentials::Psk(psk.clone()),
+        "initiate",
+    );
+    let mut pair = Pair::start(left.clone(), "respond", Credentials::Psk(psk));
+    let (_, before) = pair.wait_up();
+
+    // The initiator dies without a word (no Delete) and comes straight back: the
+    // responder still holds the old SAs when the new IKE_AUTH (with INITIAL_CONTACT)
+    // arrives, and must replace them.
+    pair.left.process().signal(Signal::SIGKILL);
+    assert!(
+        pair.left.process().wait_timeout(STATE_TIMEOUT).is_some(),
+        "the killed daemon did not exit"
+    );
+    pair.left = Daemon::start_in(&pair.sites.left, &left.toml(pair._files.path()));
+    pair.left.wait_for_tunnel("site");
+    pair.left_token = pair.left.create_token("t");
+    let (left, right) = pair.wait_up();
+    let sas = right["ipsec"]["ike_sas"].as_array().unwrap();
+    assert_eq!(sas.len(), 1, "only the new IKE SA is left: {right:#}");
+    assert_ne!(
+        sas[0]["spi_i"], before["ipsec"]["ike_sas"][0]["spi_i"],
+        "{right:#}"
+    );
+    assert_ends_agree(&left, &right);
+    pair.assert_traffic_flows();
 }
 
 #[test]

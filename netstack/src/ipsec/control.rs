@@ -30,6 +30,8 @@ const COOKIE_THRESHOLD: usize = 16;
 /// First wait before a failed initiator tries again; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often the IKE task reads the data plane's activity and byte counts.
+const DATA_POLL: Duration = Duration::from_secs(1);
 /// How long a UDP-encapsulated path may be idle from our side before a NAT keepalive
 /// (strongSwan's default; NAT mappings for UDP commonly live 30 s or more).
 const NAT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
@@ -69,6 +71,8 @@ pub(crate) struct Control {
     /// Which of `remote_addrs` the next initiation uses.
     next_remote: usize,
     last_failure: Option<String>,
+    /// When the timer next reads the data plane (traffic for DPD, bytes for rekeys).
+    next_poll: Instant,
     /// When the last NAT keepalive went out.
     last_keepalive: Option<Instant>,
     pub counters: Arc<IpsecCounters>,
@@ -102,6 +106,7 @@ impl Control {
             next_remote: 0,
             last_failure: None,
             last_keepalive: None,
+            next_poll: now + DATA_POLL,
             counters,
             view,
             epoch: (now, SystemTime::now()),
@@ -136,12 +141,15 @@ impl Control {
                 },
                 _ = sleep => self.on_timer().await,
             }
+            // What closed is gone (its routes were removed when it closed).
+            self.sas.retain(|(_, sa)| sa.state() != State::Closed);
             self.publish();
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let data_poll = (!self.sas.is_empty()).then(|| Instant::now() + Duration::from_secs(1));
+        // A fixed tick, not pushed back by events: DPD and byte counts are read on it.
+        let data_poll = (!self.sas.is_empty()).then_some(self.next_poll);
         self.sas
             .iter()
             .filter_map(|(_, sa)| sa.next_deadline())
@@ -240,6 +248,10 @@ impl Control {
         id
     }
 
+    fn sa_by_id(&self, id: u64) -> Option<&IkeSa> {
+        self.sas.iter().find(|(i, _)| *i == id).map(|(_, sa)| sa)
+    }
+
     fn index_of(&self, id: u64) -> Option<usize> {
         self.sas.iter().position(|(i, _)| *i == id)
     }
@@ -279,7 +291,12 @@ impl Control {
             .iter()
             .map(|(spi, c)| (*spi, c.inbound.bytes() + c.outbound.sa.bytes()))
             .collect();
-        for index in 0..self.sas.len() {
+        let ids: Vec<u64> = self.sas.iter().map(|(id, _)| *id).collect();
+        for id in ids {
+            // Draining one SA may remove others (INITIAL_CONTACT).
+            let Some(index) = self.index_of(id) else {
+                continue;
+            };
             {
                 let sa = &mut self.sas[index].1;
                 if let Some(at) = last_inbound {
@@ -292,7 +309,9 @@ impl Control {
             }
             self.drain(index).await;
         }
-        self.sas.retain(|(_, sa)| sa.state() != State::Closed);
+        if now >= self.next_poll {
+            self.next_poll = now + DATA_POLL;
+        }
         self.keep_nat_open(now).await;
         if self.retry_at.is_some_and(|at| now >= at) {
             self.retry_at = None;
@@ -425,7 +444,11 @@ impl Control {
                 Output::ChildUp(child) => self.install(id, *child),
                 Output::ChildDown { spi_in, .. } => self.uninstall(spi_in),
                 Output::Established => {
-                    let sa = &self.sas[index].1;
+                    // Earlier outputs (INITIAL_CONTACT) may have removed other SAs: look
+                    // this one up again rather than trust `index`.
+                    let Some(sa) = self.sa_by_id(id) else {
+                        continue;
+                    };
                     tracing::info!(tunnel = %self.name, peer = %sa.path().remote,
                         nat_t = sa.status().nat_t, "IKE SA established");
                     self.last_failure = None;
@@ -443,12 +466,13 @@ impl Control {
                 Output::InitialContact => self.drop_others(id),
                 Output::IkeRekeyed => {
                     self.counters.ike_rekeys.fetch_add(1, Ordering::Relaxed);
-                    for spi in self.sas[index].1.our_spis() {
+                    let spis = self.sa_by_id(id).map(IkeSa::our_spis).unwrap_or_default();
+                    for spi in spis {
                         self.host.route_ike(spi, self.data.events.clone());
                     }
                 }
                 Output::SpisRetired { spi_i, spi_r } => {
-                    let current = self.sas[index].1.our_spis();
+                    let current = self.sa_by_id(id).map(IkeSa::our_spis).unwrap_or_default();
                     for spi in [spi_i, spi_r] {
                         if !current.contains(&spi) {
                             self.host.unroute_ike(spi);
@@ -460,7 +484,7 @@ impl Control {
                         "CHILD_SA not established");
                     self.last_failure = Some(failure.to_string());
                 }
-                Output::Closed { failure } => self.closed(index, id, failure),
+                Output::Closed { failure } => self.closed(id, failure),
             }
         }
     }
@@ -568,7 +592,10 @@ impl Control {
         }
     }
 
-    fn closed(&mut self, index: usize, id: u64, failure: Option<Failure>) {
+    fn closed(&mut self, id: u64, failure: Option<Failure>) {
+        let Some(index) = self.index_of(id) else {
+            return;
+        };
         let peer = self.sas[index].1.path().remote;
         let spis: Vec<u32> = self
             .children

@@ -17,6 +17,8 @@ use siteward_ike::sa::Path;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use tun_rs::{GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+
 use super::esp::{EspError, OutboundSa, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
 use super::host::{ControlEvent, EspRoute, HostInner};
 
@@ -127,6 +129,10 @@ pub(crate) struct OutboundChild {
 pub(crate) struct TunnelData {
     pub name: String,
     pub tun: tun_rs::AsyncDevice,
+    /// The device's MTU: the largest inner packet.
+    pub mtu: u16,
+    /// Inbound packets on their way to the device (written by the host's receive tasks).
+    writer: tokio::sync::Mutex<TunWriter>,
     pub host: Arc<HostInner>,
     pub outbound: RwLock<Option<Arc<OutboundChild>>>,
     /// The configured selectors: what traffic without a CHILD_SA may start one (`trap`),
@@ -145,6 +151,7 @@ impl TunnelData {
     pub fn new(
         name: String,
         tun: tun_rs::AsyncDevice,
+        mtu: u16,
         host: Arc<HostInner>,
         configured: ChildPolicy,
         events: mpsc::Sender<ControlEvent>,
@@ -152,6 +159,8 @@ impl TunnelData {
         TunnelData {
             name,
             tun,
+            mtu,
+            writer: tokio::sync::Mutex::new(TunWriter::default()),
             host,
             outbound: RwLock::new(None),
             configured,
@@ -214,41 +223,46 @@ fn addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr, u8)> {
     }
 }
 
-/// Largest packet read from the device, plus room for ESP around it.
-const BUFFER: usize = 65536;
+/// Room ESP adds around an inner packet: header 8, IV up to 16, padding up to 15, pad
+/// length and next header 2, ICV 16; rounded up.
+const ESP_ROOM: usize = 64;
+/// Most bytes one GSO send may carry (an IPv4 datagram's payload limit).
+const MAX_GSO_BYTES: usize = 65_535 - 20 - 8;
+/// Decrypted packets gathered for one coalesced write to the TUN device (GRO); each slot
+/// can grow to 64 KiB when a flow is coalesced into it.
+const TUN_WRITE_BATCH: usize = 64;
 
-/// Reads the device and sends each packet through the current CHILD_SA.
+/// Reads the device (TSO-sized reads split into MTU-sized packets), encrypts each packet
+/// with the current CHILD_SA into one buffer, and sends runs of equal-sized ESP packets
+/// with one system call (UDP GSO; bare ESP one by one).
 pub(crate) async fn outbound(data: Arc<TunnelData>, cancel: CancellationToken) {
-    let mut buffer = vec![0u8; BUFFER];
+    let slot = usize::from(data.mtu) + ESP_ROOM;
+    let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
+    let mut packets = vec![vec![0u8; usize::from(data.mtu)]; IDEAL_BATCH_SIZE];
+    let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
+    let mut out = vec![0u8; slot * IDEAL_BATCH_SIZE];
+    let max_segments = data.host.max_esp_segments();
     loop {
-        // Read at the offset ESP puts the inner packet, so encapsulation needs no copy.
-        let child = data.current_outbound();
-        let offset = child.as_ref().map(|c| c.sa.inner_offset()).unwrap_or(64);
         let read = tokio::select! {
             _ = cancel.cancelled() => return,
-            read = data.tun.recv(&mut buffer[offset..BUFFER - 256]) => read,
+            read = data.tun.recv_multiple(&mut original, &mut packets, &mut sizes, 0) => read,
         };
-        let len = match read {
-            Ok(len) => len,
+        let count = match read {
+            Ok(count) => count,
             Err(e) => {
-                tracing::warn!(tunnel = %data.name, error = %e, "reading the TUN device failed");
+                tracing::debug!(tunnel = %data.name, error = %e, "reading the TUN device failed");
                 data.drops.count(DropReason::IoError);
                 continue;
             }
         };
-        let Some((source, destination, next_header)) = addresses(&buffer[offset..offset + len])
-        else {
-            continue;
-        };
-        // The SA may have changed while we waited: take the one current now.
-        let child = match data.current_outbound() {
-            Some(now) => {
-                if now.sa.inner_offset() != offset {
-                    buffer.copy_within(offset..offset + len, now.sa.inner_offset());
-                }
-                now
-            }
-            None => {
+        let child = data.current_outbound();
+        let mut run = EspRun::new(max_segments);
+        for (packet, &size) in packets.iter().zip(&sizes).take(count) {
+            let inner = &packet[..size];
+            let Some((source, destination, next_header)) = addresses(inner) else {
+                continue;
+            };
+            let Some(child) = &child else {
                 // Only traffic the tunnel is for asks for a CHILD_SA (the kernel sends
                 // its own packets, such as IPv6 router solicitations, into the device).
                 if data.configured.allows_outbound(source, destination) {
@@ -258,37 +272,128 @@ pub(crate) async fn outbound(data: Arc<TunnelData>, cancel: CancellationToken) {
                     data.drops.count(DropReason::NoRoute);
                 }
                 continue;
-            }
-        };
-        if !child.policy.allows_outbound(source, destination) {
-            data.drops.count(DropReason::NoRoute);
-            continue;
-        }
-        let total = match child.sa.encapsulate_in_place(&mut buffer, len, next_header) {
-            Ok(total) => total,
-            Err(e) => {
-                data.drops.count(DropReason::Esp(e));
-                if e == EspError::SequenceExhausted {
-                    let _ = data.events.try_send(ControlEvent::Trigger);
-                }
+            };
+            if !child.policy.allows_outbound(source, destination) {
+                data.drops.count(DropReason::NoRoute);
                 continue;
             }
-        };
-        let path = *child.path.read().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = data
-            .host
-            .send_esp(path, child.encap, &buffer[..total], None)
-            .await
-        {
-            tracing::debug!(tunnel = %data.name, error = %e, "sending ESP failed");
-            data.drops.count(DropReason::IoError);
-        } else {
-            data.note(&data.last_outbound_ms);
+            let at = run.end();
+            let len = match child
+                .sa
+                .encapsulate(inner, next_header, &mut out[at..at + slot])
+            {
+                Ok(len) => len,
+                Err(e) => {
+                    data.drops.count(DropReason::Esp(e));
+                    if e == EspError::SequenceExhausted {
+                        let _ = data.events.try_send(ControlEvent::Trigger);
+                    }
+                    continue;
+                }
+            };
+            if !run.accepts(len) {
+                run.flush(&data, child, &out).await;
+                // Start the next run at the front: move this packet there.
+                out.copy_within(at..at + len, 0);
+            }
+            run.push(len);
+        }
+        if let Some(child) = &child {
+            run.flush(&data, child, &out).await;
         }
     }
 }
 
-/// One ESP packet from the peer, for `route`'s SA.
+/// Consecutive ESP packets at the front of the output buffer, all of one size but the
+/// last, which may be shorter: what one GSO send carries.
+struct EspRun {
+    max_segments: usize,
+    segment: usize,
+    count: usize,
+    last: usize,
+}
+
+impl EspRun {
+    fn new(max_segments: usize) -> Self {
+        EspRun {
+            max_segments,
+            segment: 0,
+            count: 0,
+            last: 0,
+        }
+    }
+
+    /// Where the next packet goes.
+    fn end(&self) -> usize {
+        match self.count {
+            0 => 0,
+            n => self.segment * (n - 1) + self.last,
+        }
+    }
+
+    fn accepts(&self, len: usize) -> bool {
+        self.count == 0
+            || (self.last == self.segment
+                && len <= self.segment
+                && self.count < self.max_segments
+                && self.end() + len <= MAX_GSO_BYTES)
+    }
+
+    fn push(&mut self, len: usize) {
+        if self.count == 0 {
+            self.segment = len;
+        }
+        self.count += 1;
+        self.last = len;
+    }
+
+    async fn flush(&mut self, data: &TunnelData, child: &OutboundChild, out: &[u8]) {
+        if self.count == 0 {
+            return;
+        }
+        let path = *child.path.read().unwrap_or_else(|e| e.into_inner());
+        let segment = (self.count > 1).then_some(self.segment);
+        match data
+            .host
+            .send_esp(path, child.encap, &out[..self.end()], segment)
+            .await
+        {
+            Ok(()) => data.note(&data.last_outbound_ms),
+            Err(e) => {
+                tracing::debug!(tunnel = %data.name, error = %e, "sending ESP failed");
+                for _ in 0..self.count {
+                    data.drops.count(DropReason::IoError);
+                }
+            }
+        }
+        self.count = 0;
+    }
+}
+
+/// Decrypted packets waiting for one coalesced write to a tunnel's device.
+pub(crate) struct TunWriter {
+    gro: GROTable,
+    /// Slots with [`VIRTIO_NET_HDR_LEN`] bytes of room in front; `used` of them hold a
+    /// packet. Allocated once; a slot keeps its capacity between batches.
+    slots: Vec<Vec<u8>>,
+    used: usize,
+}
+
+impl Default for TunWriter {
+    fn default() -> Self {
+        TunWriter {
+            gro: GROTable::default(),
+            slots: (0..TUN_WRITE_BATCH)
+                .map(|_| Vec::with_capacity(VIRTIO_NET_HDR_LEN + 2048))
+                .collect(),
+            used: 0,
+        }
+    }
+}
+
+/// One ESP packet from the peer, for `route`'s SA: decrypted in place, checked, and queued
+/// for the tunnel's device. The caller calls [`flush`] after a batch (and this does when
+/// the queue is full).
 pub(crate) async fn receive(route: &EspRoute, packet: &mut [u8]) {
     let data = &route.data;
     let (inner, next_header) = match route.sa.decapsulate(packet) {
@@ -310,8 +415,79 @@ pub(crate) async fn receive(route: &EspRoute, packet: &mut [u8]) {
         data.drops.count(DropReason::SelectorMismatch);
         return;
     }
-    if let Err(e) = data.tun.send(inner).await {
+    let mut writer = data.writer.lock().await;
+    if writer.used == writer.slots.len() {
+        write_tun(data, &mut writer).await;
+    }
+    let used = writer.used;
+    let slot = &mut writer.slots[used];
+    slot.clear();
+    slot.resize(VIRTIO_NET_HDR_LEN, 0);
+    slot.extend_from_slice(inner);
+    writer.used += 1;
+}
+
+/// Writes what [`receive`] queued for `data`'s device.
+pub(crate) async fn flush(data: &TunnelData) {
+    let mut writer = data.writer.lock().await;
+    write_tun(data, &mut writer).await;
+}
+
+async fn write_tun(data: &TunnelData, writer: &mut TunWriter) {
+    if writer.used == 0 {
+        return;
+    }
+    let TunWriter { gro, slots, used } = writer;
+    if let Err(e) = data
+        .tun
+        .send_multiple(gro, &mut slots[..*used], VIRTIO_NET_HDR_LEN)
+        .await
+    {
         tracing::debug!(tunnel = %data.name, error = %e, "writing to the TUN device failed");
         data.drops.count(DropReason::IoError);
+    }
+    *used = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_of(max_segments: usize, lens: &[usize]) -> (EspRun, Vec<bool>) {
+        let mut run = EspRun::new(max_segments);
+        let mut accepted = Vec::new();
+        for &len in lens {
+            let ok = run.accepts(len);
+            accepted.push(ok);
+            if ok {
+                run.push(len);
+            }
+        }
+        (run, accepted)
+    }
+
+    #[test]
+    fn a_run_takes_equal_packets_then_one_shorter() {
+        let (run, accepted) = run_of(64, &[1436, 1436, 1436, 900, 900]);
+        assert_eq!(accepted, [true, true, true, true, false]);
+        assert_eq!((run.segment, run.count, run.last), (1436, 4, 900));
+        assert_eq!(run.end(), 3 * 1436 + 900);
+    }
+
+    #[test]
+    fn a_longer_packet_starts_a_new_run() {
+        let (_, accepted) = run_of(64, &[900, 1436]);
+        assert_eq!(accepted, [true, false]);
+    }
+
+    #[test]
+    fn a_run_stays_within_the_segment_count_and_the_datagram_limit() {
+        let (_, accepted) = run_of(3, &[100, 100, 100, 100]);
+        assert_eq!(accepted, [true, true, true, false]);
+        let lens = vec![1500; 60];
+        let (run, accepted) = run_of(64, &lens);
+        let taken = accepted.iter().filter(|a| **a).count();
+        assert_eq!(taken, MAX_GSO_BYTES / 1500);
+        assert!(run.end() <= MAX_GSO_BYTES);
     }
 }

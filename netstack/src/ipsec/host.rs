@@ -184,6 +184,11 @@ impl HostInner {
         }
     }
 
+    /// How many ESP packets one send may carry (UDP GSO on the NAT-T port).
+    pub fn max_esp_segments(&self) -> usize {
+        self.natt.max_segments()
+    }
+
     /// Sends a NAT keepalive (RFC 3948 §2.3) on the NAT-T path.
     pub async fn send_nat_keepalive(&self, path: Path) -> io::Result<()> {
         self.natt
@@ -214,12 +219,7 @@ impl HostInner {
             ));
         };
         match segment {
-            Some(size) => {
-                for packet in packets.chunks(size) {
-                    raw.send(path.remote.ip(), packet).await?;
-                }
-                Ok(())
-            }
+            Some(size) => raw.send_batch(path.remote.ip(), packets, size).await,
             None => raw.send(path.remote.ip(), packets).await,
         }
     }
@@ -283,12 +283,23 @@ impl HostInner {
             .cloned()
     }
 
-    /// Decapsulates one ESP packet and writes its inner packet to the tunnel's device.
-    async fn dispatch_esp(&self, packet: &mut [u8]) {
+    /// Decapsulates one ESP packet and queues its inner packet for the tunnel's device;
+    /// the tunnel joins `touched`, whose queues the caller flushes after its batch.
+    async fn dispatch_esp(&self, packet: &mut [u8], touched: &mut Vec<Arc<TunnelData>>) {
         let Some(route) = spi_of(packet).and_then(|spi| self.esp_route(spi)) else {
             return;
         };
         dataplane::receive(&route, packet).await;
+        if !touched.iter().any(|t| Arc::ptr_eq(t, &route.data)) {
+            touched.push(route.data.clone());
+        }
+    }
+}
+
+/// Writes the packets the batch queued for each tunnel it touched.
+async fn flush_touched(touched: &mut Vec<Arc<TunnelData>>) {
+    for data in touched.drain(..) {
+        dataplane::flush(&data).await;
     }
 }
 
@@ -297,6 +308,7 @@ async fn receive_udp(inner: Arc<HostInner>, natt: bool, cancel: CancellationToke
     let socket = if natt { &inner.natt } else { &inner.ike };
     let mut storage = vec![vec![0u8; DATAGRAM_BUFFER]; BATCH];
     let mut meta = vec![RecvMeta::default(); BATCH];
+    let mut touched = Vec::new();
     loop {
         let count = {
             let mut slices: Vec<IoSliceMut<'_>> =
@@ -329,11 +341,12 @@ async fn receive_udp(inner: Arc<HostInner>, natt: bool, cancel: CancellationToke
                 }
                 match classify(datagram) {
                     Udp4500::Ike(ike) => inner.dispatch_ike(path, ike),
-                    Udp4500::Esp(_) => inner.dispatch_esp(datagram).await,
+                    Udp4500::Esp(_) => inner.dispatch_esp(datagram, &mut touched).await,
                     Udp4500::Keepalive | Udp4500::Invalid => {}
                 }
             }
         }
+        flush_touched(&mut touched).await;
     }
 }
 
@@ -342,6 +355,7 @@ async fn receive_raw(inner: Arc<HostInner>, cancel: CancellationToken) {
         return;
     };
     let mut buffer = vec![0u8; DATAGRAM_BUFFER];
+    let mut touched = Vec::new();
     loop {
         let received = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -350,7 +364,20 @@ async fn receive_raw(inner: Arc<HostInner>, cancel: CancellationToken) {
         match received {
             Ok(esp) => {
                 let esp = esp.clone();
-                inner.dispatch_esp(&mut buffer[esp]).await;
+                inner.dispatch_esp(&mut buffer[esp], &mut touched).await;
+                // Drain the burst behind it, so its packets reach the device in one
+                // coalesced write.
+                for _ in 1..BATCH * 2 {
+                    match raw.try_recv(&mut buffer) {
+                        Ok(Some(esp)) => inner.dispatch_esp(&mut buffer[esp], &mut touched).await,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "raw ESP receive failed");
+                            break;
+                        }
+                    }
+                }
+                flush_touched(&mut touched).await;
             }
             Err(e) => tracing::warn!(error = %e, "raw ESP receive failed"),
         }

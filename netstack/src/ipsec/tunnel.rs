@@ -48,6 +48,7 @@ impl IpsecTunnel {
         let tun = tun_rs::DeviceBuilder::new()
             .name(&config.interface)
             .mtu(ipsec.mtu)
+            .offload(true)
             .build_async()
             .map_err(|e| fail(format!("creating TUN device {}: {e}", config.interface)))?;
         let netlink =
@@ -83,6 +84,7 @@ impl IpsecTunnel {
         let data = Arc::new(TunnelData::new(
             config.name.clone(),
             tun,
+            ipsec.mtu,
             host.inner.clone(),
             configured,
             events_tx.clone(),
