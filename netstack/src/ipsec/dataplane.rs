@@ -410,7 +410,11 @@ impl TunWriter {
         }
         if let Err(e) = data
             .tun
-            .send_multiple(&mut self.gro, &mut self.slots[..self.used], VIRTIO_NET_HDR_LEN)
+            .send_multiple(
+                &mut self.gro,
+                &mut self.slots[..self.used],
+                VIRTIO_NET_HDR_LEN,
+            )
             .await
         {
             tracing::debug!(tunnel = %data.name, error = %e, "writing to the TUN device failed");
