@@ -183,28 +183,39 @@ impl Tunnels {
             }
         }
 
-        for config in configs {
+        // Changed and unchanged tunnels in place first, then every added one at once: a box
+        // that starts with hundreds of tunnels does not bring them up one by one.
+        let mut placed: Vec<Option<Entry>> = Vec::with_capacity(configs.len());
+        let mut added = Vec::new();
+        for (index, config) in configs.iter().enumerate() {
             let position = kept.iter().position(|e| e.config.name == config.name);
             let entry = match position.map(|i| kept.swap_remove(i)) {
                 None => {
-                    let entry = start_entry(config).await;
-                    if matches!(entry.state, EntryState::Failed(_)) {
-                        changes.failed.push(config.name.clone());
-                    } else {
-                        changes.added.push(config.name.clone());
-                    }
-                    entry
+                    added.push(index);
+                    None
                 }
                 Some(entry)
                     if entry.config == *config && !matches!(entry.state, EntryState::Failed(_)) =>
                 {
                     changes.unchanged += 1;
-                    entry
+                    Some(entry)
                 }
-                Some(entry) => self.change(entry, config, &mut changes).await,
+                Some(entry) => Some(self.change(entry, config, &mut changes).await),
             };
-            entries.push(entry);
+            placed.push(entry);
         }
+        let started =
+            futures_util::future::join_all(added.iter().map(|&i| start_entry(&configs[i]))).await;
+        for (index, entry) in added.into_iter().zip(started) {
+            let name = configs[index].name.clone();
+            if matches!(entry.state, EntryState::Failed(_)) {
+                changes.failed.push(name);
+            } else {
+                changes.added.push(name);
+            }
+            placed[index] = Some(entry);
+        }
+        entries.extend(placed.into_iter().flatten());
         self.refresh_locked(&entries);
         changes
     }

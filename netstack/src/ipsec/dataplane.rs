@@ -17,7 +17,7 @@ use siteward_ike::sa::Path;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use tun_rs::{GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+use tun_rs::{GROTable, VIRTIO_NET_HDR_LEN};
 
 use super::esp::{EspError, OutboundSa, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
 use super::host::{ControlEvent, EspRoute, HostInner};
@@ -131,8 +131,6 @@ pub(crate) struct TunnelData {
     pub tun: tun_rs::AsyncDevice,
     /// The device's MTU: the largest inner packet.
     pub mtu: u16,
-    /// Inbound packets on their way to the device (written by the host's receive tasks).
-    writer: tokio::sync::Mutex<TunWriter>,
     pub host: Arc<HostInner>,
     pub outbound: RwLock<Option<Arc<OutboundChild>>>,
     /// The configured selectors: what traffic without a CHILD_SA may start one (`trap`),
@@ -160,7 +158,6 @@ impl TunnelData {
             name,
             tun,
             mtu,
-            writer: tokio::sync::Mutex::new(TunWriter::default()),
             host,
             outbound: RwLock::new(None),
             configured,
@@ -226,6 +223,9 @@ fn addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr, u8)> {
 /// Room ESP adds around an inner packet: header 8, IV up to 16, padding up to 15, pad
 /// length and next header 2, ICV 16; rounded up.
 const ESP_ROOM: usize = 64;
+/// Packets one TUN read may split into: a 64 KiB TSO read at the smallest MSS the MTU
+/// allows (1280 - 40) is 53 segments.
+const SEGMENTS_PER_READ: usize = 64;
 /// Most bytes one GSO send may carry (an IPv4 datagram's payload limit).
 const MAX_GSO_BYTES: usize = 65_535 - 20 - 8;
 /// Decrypted packets gathered for one coalesced write to the TUN device (GRO); each slot
@@ -238,9 +238,13 @@ const TUN_WRITE_BATCH: usize = 64;
 pub(crate) async fn outbound(data: Arc<TunnelData>, cancel: CancellationToken) {
     let slot = usize::from(data.mtu) + ESP_ROOM;
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
-    let mut packets = vec![vec![0u8; usize::from(data.mtu)]; IDEAL_BATCH_SIZE];
-    let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
-    let mut out = vec![0u8; slot * IDEAL_BATCH_SIZE];
+    // Fresh zeroed allocations (not clones) stay untouched until used, so an idle tunnel
+    // costs little resident memory.
+    let mut packets: Vec<Vec<u8>> = (0..SEGMENTS_PER_READ)
+        .map(|_| vec![0u8; usize::from(data.mtu)])
+        .collect();
+    let mut sizes = vec![0usize; SEGMENTS_PER_READ];
+    let mut out = vec![0u8; slot * SEGMENTS_PER_READ];
     let max_segments = data.host.max_esp_segments();
     loop {
         let read = tokio::select! {
@@ -370,13 +374,16 @@ impl EspRun {
     }
 }
 
-/// Decrypted packets waiting for one coalesced write to a tunnel's device.
+/// Decrypted packets waiting for one coalesced write to a tunnel's device. Each of the
+/// host's receive tasks owns one and uses it for whichever tunnel its packets are for, so
+/// the GRO table and the slots cost memory per task, not per tunnel.
 pub(crate) struct TunWriter {
     gro: GROTable,
     /// Slots with [`VIRTIO_NET_HDR_LEN`] bytes of room in front; `used` of them hold a
-    /// packet. Allocated once; a slot keeps its capacity between batches.
+    /// packet for `tunnel`. A slot keeps its capacity between batches.
     slots: Vec<Vec<u8>>,
     used: usize,
+    tunnel: Option<Arc<TunnelData>>,
 }
 
 impl Default for TunWriter {
@@ -387,14 +394,52 @@ impl Default for TunWriter {
                 .map(|_| Vec::with_capacity(VIRTIO_NET_HDR_LEN + 2048))
                 .collect(),
             used: 0,
+            tunnel: None,
         }
     }
 }
 
+impl TunWriter {
+    /// Writes what is queued to its tunnel's device.
+    pub(crate) async fn flush(&mut self) {
+        let Some(data) = self.tunnel.take() else {
+            return;
+        };
+        if self.used == 0 {
+            return;
+        }
+        if let Err(e) = data
+            .tun
+            .send_multiple(
+                &mut self.gro,
+                &mut self.slots[..self.used],
+                VIRTIO_NET_HDR_LEN,
+            )
+            .await
+        {
+            tracing::debug!(tunnel = %data.name, error = %e, "writing to the TUN device failed");
+            data.drops.count(DropReason::IoError);
+        }
+        self.used = 0;
+    }
+
+    async fn queue(&mut self, data: &Arc<TunnelData>, packet: &[u8]) {
+        let same = self.tunnel.as_ref().is_some_and(|t| Arc::ptr_eq(t, data));
+        if !same || self.used == self.slots.len() {
+            self.flush().await;
+        }
+        self.tunnel = Some(data.clone());
+        let slot = &mut self.slots[self.used];
+        slot.clear();
+        slot.resize(VIRTIO_NET_HDR_LEN, 0);
+        slot.extend_from_slice(packet);
+        self.used += 1;
+    }
+}
+
 /// One ESP packet from the peer, for `route`'s SA: decrypted in place, checked, and queued
-/// for the tunnel's device. The caller calls [`flush`] after a batch (and this does when
-/// the queue is full).
-pub(crate) async fn receive(route: &EspRoute, packet: &mut [u8]) {
+/// in `writer` for the tunnel's device (the caller flushes it after its batch).
+pub(crate) async fn receive(route: &EspRoute, packet: &mut [u8], writer: &mut TunWriter) {
     let data = &route.data;
     let (inner, next_header) = match route.sa.decapsulate(packet) {
         Ok(done) => done,
@@ -415,38 +460,7 @@ pub(crate) async fn receive(route: &EspRoute, packet: &mut [u8]) {
         data.drops.count(DropReason::SelectorMismatch);
         return;
     }
-    let mut writer = data.writer.lock().await;
-    if writer.used == writer.slots.len() {
-        write_tun(data, &mut writer).await;
-    }
-    let used = writer.used;
-    let slot = &mut writer.slots[used];
-    slot.clear();
-    slot.resize(VIRTIO_NET_HDR_LEN, 0);
-    slot.extend_from_slice(inner);
-    writer.used += 1;
-}
-
-/// Writes what [`receive`] queued for `data`'s device.
-pub(crate) async fn flush(data: &TunnelData) {
-    let mut writer = data.writer.lock().await;
-    write_tun(data, &mut writer).await;
-}
-
-async fn write_tun(data: &TunnelData, writer: &mut TunWriter) {
-    if writer.used == 0 {
-        return;
-    }
-    let TunWriter { gro, slots, used } = writer;
-    if let Err(e) = data
-        .tun
-        .send_multiple(gro, &mut slots[..*used], VIRTIO_NET_HDR_LEN)
-        .await
-    {
-        tracing::debug!(tunnel = %data.name, error = %e, "writing to the TUN device failed");
-        data.drops.count(DropReason::IoError);
-    }
-    *used = 0;
+    writer.queue(data, inner).await;
 }
 
 #[cfg(test)]

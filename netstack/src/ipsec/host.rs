@@ -15,7 +15,7 @@ use siteward_ike::sa::{Path, NAT_T_PORT};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::dataplane::{self, TunnelData};
+use super::dataplane::{self, TunWriter, TunnelData};
 use super::esp::{spi_of, InboundSa};
 use super::raw::RawEsp;
 use super::udp_encap::{classify, Udp4500, NAT_KEEPALIVE, NON_ESP_MARKER};
@@ -283,23 +283,13 @@ impl HostInner {
             .cloned()
     }
 
-    /// Decapsulates one ESP packet and queues its inner packet for the tunnel's device;
-    /// the tunnel joins `touched`, whose queues the caller flushes after its batch.
-    async fn dispatch_esp(&self, packet: &mut [u8], touched: &mut Vec<Arc<TunnelData>>) {
+    /// Decapsulates one ESP packet and queues its inner packet in `writer` for the
+    /// tunnel's device; the caller flushes `writer` after its batch.
+    async fn dispatch_esp(&self, packet: &mut [u8], writer: &mut TunWriter) {
         let Some(route) = spi_of(packet).and_then(|spi| self.esp_route(spi)) else {
             return;
         };
-        dataplane::receive(&route, packet).await;
-        if !touched.iter().any(|t| Arc::ptr_eq(t, &route.data)) {
-            touched.push(route.data.clone());
-        }
-    }
-}
-
-/// Writes the packets the batch queued for each tunnel it touched.
-async fn flush_touched(touched: &mut Vec<Arc<TunnelData>>) {
-    for data in touched.drain(..) {
-        dataplane::flush(&data).await;
+        dataplane::receive(&route, packet, writer).await;
     }
 }
 
@@ -308,7 +298,7 @@ async fn receive_udp(inner: Arc<HostInner>, natt: bool, cancel: CancellationToke
     let socket = if natt { &inner.natt } else { &inner.ike };
     let mut storage = vec![vec![0u8; DATAGRAM_BUFFER]; BATCH];
     let mut meta = vec![RecvMeta::default(); BATCH];
-    let mut touched = Vec::new();
+    let mut writer = TunWriter::default();
     loop {
         let count = {
             let mut slices: Vec<IoSliceMut<'_>> =
@@ -341,12 +331,12 @@ async fn receive_udp(inner: Arc<HostInner>, natt: bool, cancel: CancellationToke
                 }
                 match classify(datagram) {
                     Udp4500::Ike(ike) => inner.dispatch_ike(path, ike),
-                    Udp4500::Esp(_) => inner.dispatch_esp(datagram, &mut touched).await,
+                    Udp4500::Esp(_) => inner.dispatch_esp(datagram, &mut writer).await,
                     Udp4500::Keepalive | Udp4500::Invalid => {}
                 }
             }
         }
-        flush_touched(&mut touched).await;
+        writer.flush().await;
     }
 }
 
@@ -355,7 +345,7 @@ async fn receive_raw(inner: Arc<HostInner>, cancel: CancellationToken) {
         return;
     };
     let mut buffer = vec![0u8; DATAGRAM_BUFFER];
-    let mut touched = Vec::new();
+    let mut writer = TunWriter::default();
     loop {
         let received = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -364,12 +354,12 @@ async fn receive_raw(inner: Arc<HostInner>, cancel: CancellationToken) {
         match received {
             Ok(esp) => {
                 let esp = esp.clone();
-                inner.dispatch_esp(&mut buffer[esp], &mut touched).await;
+                inner.dispatch_esp(&mut buffer[esp], &mut writer).await;
                 // Drain the burst behind it, so its packets reach the device in one
                 // coalesced write.
                 for _ in 1..BATCH * 2 {
                     match raw.try_recv(&mut buffer) {
-                        Ok(Some(esp)) => inner.dispatch_esp(&mut buffer[esp], &mut touched).await,
+                        Ok(Some(esp)) => inner.dispatch_esp(&mut buffer[esp], &mut writer).await,
                         Ok(None) => break,
                         Err(e) => {
                             tracing::warn!(error = %e, "raw ESP receive failed");
@@ -377,7 +367,7 @@ async fn receive_raw(inner: Arc<HostInner>, cancel: CancellationToken) {
                         }
                     }
                 }
-                flush_touched(&mut touched).await;
+                writer.flush().await;
             }
             Err(e) => tracing::warn!(error = %e, "raw ESP receive failed"),
         }
