@@ -16,5 +16,6 @@ mod outcome;
 pub mod probes;
 pub mod protocol;
 pub mod simulate;
+pub mod spool;
 
 pub use outcome::{Failure, Observation, Outcome, ProbeResult, Reason};
