@@ -8,6 +8,8 @@
 //!   counters, runs a check on demand, and applies a reloaded config as a diff.
 //! - [`simulate`]: servers that stand in for peers that cannot be installed here
 //!   (TNS listener, SAP gateway/SAProuter, Asterisk AMI), with failure modes.
+//! - [`spool`]: the durable store-and-forward queue of events the relay connectors accept.
+//! - [`uplink`]: delivering the spool to the cloud platform (batch format, retry policy).
 #![forbid(unsafe_code)]
 
 pub mod engine;
@@ -17,5 +19,6 @@ pub mod probes;
 pub mod protocol;
 pub mod simulate;
 pub mod spool;
+pub mod uplink;
 
 pub use outcome::{Failure, Observation, Outcome, ProbeResult, Reason};
