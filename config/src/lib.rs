@@ -13,6 +13,7 @@ mod model;
 mod raw;
 mod secret;
 mod tunnels;
+mod uplink;
 mod validate;
 mod wg_key;
 

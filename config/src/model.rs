@@ -21,6 +21,43 @@ pub struct Config {
     pub metrics: Metrics,
     pub checks: Vec<Check>,
     pub tunnels: Vec<Tunnel>,
+    /// Where the relay connectors' events go; `None` without an `[uplink]` section.
+    pub uplink: Option<Uplink>,
+    pub spool: SpoolSettings,
+}
+
+/// `[uplink]`: the cloud platform's HTTPS endpoint and how to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uplink {
+    /// `https://host[:port]/path`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer ...`.
+    pub token: Option<Secret>,
+    /// Mutual TLS: this box's certificate and key (PEM).
+    pub client_cert: Option<ClientCert>,
+    /// CA certificates the platform's certificate must chain to; `None`: the system's.
+    pub ca_file: Option<PathBuf>,
+    pub batch_max_events: usize,
+    pub batch_max_bytes: usize,
+    /// How long a batch may wait to fill before it is sent.
+    pub batch_max_wait: Duration,
+    /// Per request.
+    pub timeout: Duration,
+    /// How often a status report goes out; `None`: never.
+    pub status_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientCert {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// `[spool]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpoolSettings {
+    /// Bytes of events the spool holds at most.
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

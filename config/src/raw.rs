@@ -27,6 +27,31 @@ pub struct RawMetrics {
     pub listen: Option<String>,
 }
 
+/// `[uplink]`: where the spool's events go. Integers stay `i64` so that a negative or huge
+/// value gets its own message.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUplink {
+    pub url: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub batch_max_events: Option<i64>,
+    pub batch_max_bytes: Option<i64>,
+    pub batch_max_wait: Option<String>,
+    pub timeout: Option<String>,
+    pub status_interval: Option<String>,
+}
+
+/// `[spool]`: the durable queue in the state directory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpool {
+    pub max_bytes: Option<i64>,
+}
+
 /// One `[[checks]]` table. Kind-specific keys are all optional here; validation
 /// rejects the ones that do not belong to the check's kind.
 #[derive(Debug, Default, Deserialize)]

@@ -9,10 +9,18 @@ use std::time::Duration;
 use serde::de::{DeserializeOwned, Visitor};
 
 use crate::model::*;
-use crate::raw::{keys_of_kind, RawAdmin, RawAppliance, RawCheck, RawMetrics};
+use crate::raw::{keys_of_kind, RawAdmin, RawAppliance, RawCheck, RawMetrics, RawSpool, RawUplink};
 use crate::{FieldError, Secret};
 
-const TOP_LEVEL_KEYS: &[&str] = &["appliance", "admin", "metrics", "checks", "tunnels"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "appliance",
+    "admin",
+    "metrics",
+    "uplink",
+    "spool",
+    "checks",
+    "tunnels",
+];
 /// Keys of `[[checks]]` that every kind takes; the others are listed by [`keys_of_kind`].
 const COMMON_CHECK_KEYS: &[&str] = &[
     "name",
@@ -103,17 +111,33 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<FieldErro
         }
     }
 
+    // No section, no uplink; a section that did not decode was reported.
+    let uplink = match table.get("uplink") {
+        None => Some(None),
+        Some(_) => section::<RawUplink>(&table, "uplink", &mut errors)
+            .and_then(|raw| crate::uplink::uplink(raw, base_dir, &mut errors))
+            .map(Some),
+    };
+    let spool = section::<RawSpool>(&table, "spool", &mut errors)
+        .and_then(|raw| crate::uplink::spool(raw, &mut errors));
+
     let checks = checks(&table, base_dir, &mut errors);
     let tunnels = crate::tunnels::tunnels(&table, base_dir, &mut errors);
 
-    match (appliance, admin, metrics) {
-        (Some(appliance), Some(admin), Some(metrics)) if errors.0.is_empty() => Ok(Config {
-            appliance,
-            admin,
-            metrics,
-            checks,
-            tunnels,
-        }),
+    match (appliance, admin, metrics, uplink, spool) {
+        (Some(appliance), Some(admin), Some(metrics), Some(uplink), Some(spool))
+            if errors.0.is_empty() =>
+        {
+            Ok(Config {
+                appliance,
+                admin,
+                metrics,
+                checks,
+                tunnels,
+                uplink,
+                spool,
+            })
+        }
         _ => Err(errors.0),
     }
 }
@@ -1102,7 +1126,7 @@ pub(crate) fn secret_text(
 
 /// [`secret_text`] for a secret that is text: not empty and without control characters
 /// (it goes into a line- or NUL-delimited protocol field).
-fn secret(
+pub(crate) fn secret(
     inline: Option<&str>,
     file: Option<&Path>,
     base_dir: &Path,
@@ -1165,7 +1189,7 @@ pub(crate) fn resolve_path(base_dir: &Path, path: &Path) -> PathBuf {
     }
 }
 
-fn existing_file(
+pub(crate) fn existing_file(
     base_dir: &Path,
     path: &Path,
     field: &str,
