@@ -243,6 +243,40 @@ fn a_peer_that_restarts_replaces_its_old_sas_at_once() {
 }
 
 #[test]
+fn a_changed_tunnel_restarts_on_reload_and_comes_back() {
+    let psk = random_psk();
+    let left = SitewardIpsec::left(
+        &unique_ifname('s'),
+        Credentials::Psk(psk.clone()),
+        "initiate",
+    );
+    let pair = Pair::start(left.clone(), "respond", Credentials::Psk(psk));
+    let (before, _) = pair.wait_up();
+
+    // Any change restarts an IPsec tunnel: its IKE and ESP sockets, shared by every IPsec
+    // tunnel of the process, must be closed before the new one binds them.
+    let mut changed = left;
+    changed.dpd_delay = Some("10s".into());
+    pair.left.write_config_raw(&format!(
+        "{}\n{}",
+        pair.left.config_header(),
+        changed.toml(pair._files.path())
+    ));
+    pair.left.sighup();
+    let applied = pair.left.wait_for_log(STATE_TIMEOUT, |r| {
+        r["message"] == "tunnels applied" && r["restarted"] == "[\"site\"]"
+    });
+    assert_eq!(applied["failed"], "[]", "{applied}");
+    let (after, right) = pair.wait_up();
+    assert_ne!(
+        after["ipsec"]["ike_sas"][0]["spi_i"], before["ipsec"]["ike_sas"][0]["spi_i"],
+        "a new IKE SA"
+    );
+    assert_ends_agree(&after, &right);
+    pair.assert_traffic_flows();
+}
+
+#[test]
 fn a_trap_tunnel_comes_up_when_traffic_for_the_far_side_arrives() {
     let pair = Pair::psk(|left| left.start = "trap");
     // Nothing is negotiated before traffic asks for it.

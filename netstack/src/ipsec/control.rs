@@ -257,6 +257,7 @@ impl Control {
     }
 
     async fn on_trigger(&mut self) {
+        self.data.trigger_taken();
         let wants = matches!(
             self.settings.start,
             StartAction::Trap | StartAction::Initiate

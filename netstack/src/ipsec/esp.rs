@@ -36,6 +36,13 @@ const MAX_SEQUENCE: u64 = u32::MAX as u64;
 /// RFC 4303 §2.4: the trailer ends on a 4-byte boundary even when the cipher has no block.
 const MIN_ALIGNMENT: usize = 4;
 const AES_BLOCK: usize = 16;
+/// The largest ICV of the integrity algorithms IKE negotiates (HMAC-SHA-512-256).
+const MAX_ICV_LEN: usize = 32;
+/// The most ESP adds around an inner packet with any negotiable suite: header, an AES-CBC
+/// IV, a block of padding less one, the trailer and the largest ICV. Buffers sized with it
+/// fit any CHILD_SA's packets.
+pub const MAX_OVERHEAD: usize =
+    ESP_HEADER_LEN + AES_BLOCK + (AES_BLOCK - 1) + TRAILER_LEN + MAX_ICV_LEN;
 
 /// Why a packet could not be encapsulated or was dropped on decapsulation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -519,6 +526,18 @@ mod tests {
         .unwrap()
     }
 
+    fn cbc_sha512() -> Transform {
+        let key: Vec<u8> = (0x40..0x60).collect();
+        let integ_key: Vec<u8> = (0x00..0x40).collect();
+        Transform::new(
+            EncrAlg::AesCbc { key_bits: 256 },
+            Some(IntegAlg::HmacSha512_256),
+            &key,
+            &integ_key,
+        )
+        .unwrap()
+    }
+
     /// A suite under test, with what its padding must align to.
     struct Suite {
         name: &'static str,
@@ -526,7 +545,7 @@ mod tests {
         alignment: usize,
     }
 
-    const SUITES: [Suite; 2] = [
+    const SUITES: [Suite; 3] = [
         Suite {
             name: "gcm",
             transform: gcm,
@@ -537,7 +556,32 @@ mod tests {
             transform: cbc,
             alignment: 16,
         },
+        Suite {
+            name: "cbc-sha512",
+            transform: cbc_sha512,
+            alignment: 16,
+        },
     ];
+
+    #[test]
+    fn max_overhead_covers_every_suite() {
+        for Suite {
+            name, transform, ..
+        } in SUITES
+        {
+            let out = OutboundSa::new(SPI, transform());
+            assert!(out.max_overhead() <= MAX_OVERHEAD, "{name}");
+            for inner_len in 1200..1300 {
+                let len = out.encapsulated_len(inner_len).unwrap();
+                assert!(len <= inner_len + MAX_OVERHEAD, "{name} {inner_len}");
+            }
+        }
+        // The largest one is the bound itself: no room is wasted either.
+        assert_eq!(
+            OutboundSa::new(SPI, cbc_sha512()).max_overhead(),
+            MAX_OVERHEAD
+        );
+    }
 
     fn seal(sa: &OutboundSa, inner: &[u8], next_header: u8) -> Vec<u8> {
         let mut out = vec![0u8; inner.len() + sa.max_overhead()];
