@@ -15,7 +15,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate, X509Name};
 use x509_parser::public_key::PublicKey;
 
 use super::CryptoError;
-use crate::identity::{DnAttribute, Identity};
+use crate::identity::{dn_attribute_name, DnAttribute, Identity};
 
 /// The CA certificates a peer's certificate must chain to.
 pub struct TrustAnchors {
@@ -331,30 +331,16 @@ fn alt_names(names: &[GeneralName<'_>]) -> Vec<AltName> {
         .collect()
 }
 
-// TODO(identity): switch to `Identity::from_wire(id_type::DER_ASN1_DN, subject_der)` once
-// the identity module provides it, so IDs and certificates use one DN conversion.
-/// The subject as the `(attribute, value)` list `Identity::Dn` holds.
+/// The subject as the `(attribute, value)` list `Identity::Dn` holds. Attribute names come
+/// from `identity` (one table for both); values are decoded here because a certificate's
+/// subject may hold values an ID payload may not (shown as `#hex`, RFC 4514).
 fn dn_attributes(name: &X509Name<'_>) -> Vec<DnAttribute> {
     name.iter_rdn()
         .flat_map(|rdn| rdn.iter())
         .map(|attribute| {
             let oid = attribute.attr_type().to_id_string();
-            let short = match oid.as_str() {
-                "2.5.4.6" => "C",
-                "2.5.4.8" => "ST",
-                "2.5.4.7" => "L",
-                "2.5.4.10" => "O",
-                "2.5.4.11" => "OU",
-                "2.5.4.3" => "CN",
-                "1.2.840.113549.1.9.1" => "E",
-                "2.5.4.4" => "SN",
-                "2.5.4.42" => "GN",
-                "2.5.4.5" => "SERIALNUMBER",
-                "0.9.2342.19200300.100.1.25" => "DC",
-                _ => oid.as_str(),
-            };
             let value = attribute_text(attribute.attr_value().tag(), attribute.as_slice());
-            (short.to_string(), value)
+            (dn_attribute_name(&oid), value)
         })
         .collect()
 }
@@ -387,11 +373,7 @@ fn attribute_text(tag: Tag, content: &[u8]) -> String {
         Tag::UniversalString if content.len().is_multiple_of(4) => utf32(content),
         _ => None,
     };
-    text.unwrap_or_else(|| format!("#{}", hex_lower(content)))
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    text.unwrap_or_else(|| format!("#{}", hex::encode(content)))
 }
 
 /// Same attributes in the same order; attribute names case-insensitive, values exact.
@@ -628,6 +610,26 @@ mod tests {
         for id in &not_matching {
             assert!(!cert.matches(id), "{id:?}");
         }
+    }
+
+    #[test]
+    fn a_subject_with_a_uid_matches_its_dn_identity() {
+        let root = ca("Test Root", None);
+        let mut params = leaf_params();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(
+            DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 1]),
+            "gw1",
+        );
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "gw1.example.net");
+        let cert = PeerCert::from_der(leaf(&params, &root)).unwrap();
+        assert_eq!(cert.subject_text(), "UID=gw1, CN=gw1.example.net");
+        assert!(cert.matches(&Identity::parse("UID=gw1, CN=gw1.example.net").unwrap()));
+        let from_wire =
+            Identity::from_wire(crate::identity::id_type::DER_ASN1_DN, cert.subject_der()).unwrap();
+        assert!(cert.matches(&from_wire));
     }
 
     #[test]

@@ -12,14 +12,10 @@ use super::{
 use crate::algorithms::DhGroup;
 use crate::crypto::dh::DhPrivate;
 use crate::crypto::keys::{ChildKeys, IkeKeys};
-use crate::message::{notify, Decoder, ExchangeType, Message, Notify, Payload};
+use crate::message::{notify, protocol, Decoder, ExchangeType, Message, Notify, Payload};
 use crate::negotiate;
 use crate::ts;
 
-/// ESP's protocol ID in SA, Notify and Delete payloads.
-pub(super) const PROTOCOL_ESP: u8 = 3;
-/// IKE's protocol ID.
-pub(super) const PROTOCOL_IKE: u8 = 1;
 /// Wait before retrying a rekey the peer refused for now (TEMPORARY_FAILURE, §2.25).
 const RETRY_LATER: Duration = Duration::from_secs(10);
 /// Wait before retrying a rekey that failed outright.
@@ -57,7 +53,7 @@ pub(super) fn start_child_rekey(sa: &mut IkeSa, spi_in: u32, group: Option<DhGro
     let ni = sa.nonce();
     let mut payloads = vec![
         Payload::Notify(Notify {
-            protocol: PROTOCOL_ESP,
+            protocol: protocol::ESP,
             spi: spi_in.to_be_bytes().to_vec(),
             kind: notify::REKEY_SA,
             data: Vec::new(),
@@ -294,7 +290,7 @@ fn key_share(message: &Message, group: DhGroup) -> Option<&[u8]> {
 /// The peer's CREATE_CHILD_SA request.
 pub(super) fn handle_request(sa: &mut IkeSa, message: &Message, now: Instant) -> Vec<Payload> {
     let offers_ike = message.payloads.iter().any(|p| match p {
-        Payload::Sa(proposals) => proposals.iter().any(|p| p.protocol == PROTOCOL_IKE),
+        Payload::Sa(proposals) => proposals.iter().any(|p| p.protocol == protocol::IKE),
         _ => false,
     });
     if offers_ike {
@@ -308,7 +304,7 @@ fn respond_child(sa: &mut IkeSa, message: &Message, now: Instant) -> Vec<Payload
         return vec![notify_payload(notify::INVALID_SYNTAX, &[])];
     };
     let rekeyed = notifies(message)
-        .find(|n| n.kind == notify::REKEY_SA && n.protocol == PROTOCOL_ESP)
+        .find(|n| n.kind == notify::REKEY_SA && n.protocol == protocol::ESP)
         .map(|n| n.spi.clone());
     let old_spi_in = match rekeyed {
         Some(spi) => {
@@ -320,7 +316,7 @@ fn respond_child(sa: &mut IkeSa, message: &Message, now: Instant) -> Vec<Payload
                 Some(child) => Some(child.spi_in),
                 None => {
                     return vec![Payload::Notify(Notify {
-                        protocol: PROTOCOL_ESP,
+                        protocol: protocol::ESP,
                         spi,
                         kind: notify::CHILD_SA_NOT_FOUND,
                         data: Vec::new(),
@@ -655,7 +651,7 @@ fn retire_current(sa: &mut IkeSa, now: Instant, send_delete: bool) {
             response: false,
             message_id,
             payloads: vec![Payload::Delete {
-                protocol: PROTOCOL_IKE,
+                protocol: protocol::IKE,
                 spis: Vec::new(),
             }],
         };

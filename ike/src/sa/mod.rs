@@ -827,35 +827,32 @@ impl IkeSa {
 
     fn handle_request(&mut self, message: Message, now: Instant) {
         let id = message.message_id;
-        let answer = match message.exchange {
-            ExchangeType::IkeAuth if self.state == State::HalfOpen => {
+        // RFC 7296 §2.5: a critical payload we do not know rejects the whole message,
+        // before any of it is acted on.
+        let critical = message.payloads.iter().find_map(|p| match p {
+            Payload::Unknown {
+                critical: true,
+                kind,
+                ..
+            } => Some(*kind),
+            _ => None,
+        });
+        let answer = match (critical, message.exchange) {
+            (Some(kind), _) => vec![notify_payload(
+                notify::UNSUPPORTED_CRITICAL_PAYLOAD,
+                &[kind],
+            )],
+            (None, ExchangeType::IkeAuth) if self.state == State::HalfOpen => {
                 init::handle_auth_request(self, &message, now)
             }
-            ExchangeType::CreateChildSa if self.state == State::Established => {
+            (None, ExchangeType::CreateChildSa) if self.state == State::Established => {
                 create_child::handle_request(self, &message, now)
             }
-            ExchangeType::Informational => informational::handle_request(self, &message, now),
+            (None, ExchangeType::Informational) => {
+                informational::handle_request(self, &message, now)
+            }
             _ => vec![notify_payload(notify::INVALID_SYNTAX, &[])],
         };
-        if let Some(critical) = message
-            .payloads
-            .iter()
-            .find(|p| matches!(p, Payload::Unknown { critical: true, .. }))
-        {
-            let kind = match critical {
-                Payload::Unknown { kind, .. } => *kind,
-                _ => 0,
-            };
-            self.answer(
-                id,
-                message.exchange,
-                vec![notify_payload(
-                    notify::UNSUPPORTED_CRITICAL_PAYLOAD,
-                    &[kind],
-                )],
-            );
-            return;
-        }
         self.answer(id, message.exchange, answer);
     }
 
@@ -1175,12 +1172,7 @@ fn answer_with(
 }
 
 fn notify_payload(kind: u16, data: &[u8]) -> Payload {
-    Payload::Notify(Notify {
-        protocol: 0,
-        spi: Vec::new(),
-        kind,
-        data: data.to_vec(),
-    })
+    Payload::Notify(Notify::new(kind, data.to_vec()))
 }
 
 /// The notifies of a message.
@@ -1193,7 +1185,7 @@ fn notifies(message: &Message) -> impl Iterator<Item = &Notify> {
 
 /// The first error notify (types below 16384) of a response.
 fn error_notify(message: &Message) -> Option<&Notify> {
-    notifies(message).find(|n| n.kind < 16384)
+    notifies(message).find(|n| n.is_error())
 }
 
 #[cfg(test)]

@@ -262,6 +262,39 @@ fn assert_child_keys_match(a: &NewChild, b: &NewChild) {
     }
 }
 
+#[test]
+fn a_request_with_an_unknown_critical_payload_is_refused_whole() {
+    let mut pair = established_pair(site_a(), site_b());
+    // A Delete of the IKE SA, next to a critical payload the responder cannot know: the
+    // message is refused (RFC 7296 §2.5) and the Delete is not carried out.
+    let now = pair.now;
+    pair.initiator.sa.request(
+        ExchangeType::Informational,
+        vec![
+            Payload::Unknown {
+                kind: 200,
+                critical: true,
+                data: vec![1, 2, 3],
+            },
+            Payload::Delete {
+                protocol: crate::message::protocol::IKE,
+                spis: Vec::new(),
+            },
+        ],
+        Request::Dpd,
+        now,
+    );
+    pair.run();
+    let responder = pair.responder();
+    assert_eq!(responder.sa.state(), State::Established);
+    assert!(
+        responder.seen.closed.is_empty(),
+        "{:?}",
+        responder.seen.closed
+    );
+    assert!(responder.seen.children_down.is_empty());
+}
+
 fn established_pair(initiator: SaConfig, responder: SaConfig) -> Pair {
     let pair = Pair::start(initiator, responder);
     assert_eq!(pair.initiator.sa.state(), State::Established);

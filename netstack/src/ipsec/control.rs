@@ -204,9 +204,13 @@ impl Control {
             let Ok(request) = decode(datagram) else {
                 return;
             };
-            if let CookieCheck::Challenge(answer) = self.cookies.check(&request, path.remote.ip()) {
-                let _ = self.host.send_ike(path, &answer).await;
-                return;
+            match self.cookies.check(&request, path.remote.ip()) {
+                CookieCheck::Valid => {}
+                CookieCheck::Challenge(answer) => {
+                    let _ = self.host.send_ike(path, &answer).await;
+                    return;
+                }
+                CookieCheck::Drop => return,
             }
         }
         match IkeSa::respond(self.settings.sa.clone(), path, datagram, now) {
