@@ -728,8 +728,6 @@ fn forced_encapsulation_moves_to_nat_t() {
 
 #[test]
 fn a_half_open_sa_times_out() {
-    let mut pair = Pair::start(site_a(), site_b());
-    let _ = &mut pair;
     let now = Instant::now();
     let request = {
         let mut sa = IkeSa::initiate(Arc::new(site_a()), initiator_path(), now).unwrap();
