@@ -457,7 +457,9 @@ impl TunWriter {
         if !same || self.used == self.slots.len() {
             self.flush().await;
         }
-        self.tunnel = Some(data.clone());
+        if self.tunnel.is_none() {
+            self.tunnel = Some(data.clone());
+        }
         let slot = &mut self.slots[self.used];
         slot.clear();
         slot.resize(VIRTIO_NET_HDR_LEN, 0);

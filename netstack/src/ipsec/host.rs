@@ -49,7 +49,6 @@ pub(crate) struct Responder {
 }
 
 /// An inbound CHILD_SA and the tunnel it belongs to.
-#[derive(Clone)]
 pub(crate) struct EspRoute {
     pub sa: Arc<InboundSa>,
     pub data: Arc<TunnelData>,
@@ -64,7 +63,8 @@ pub(crate) struct HostInner {
     /// Our IKE SPI → the IKE task of the tunnel whose SA chose it.
     ike_routes: RwLock<HashMap<u64, mpsc::Sender<ControlEvent>>>,
     responders: RwLock<Vec<Responder>>,
-    esp: RwLock<HashMap<u32, EspRoute>>,
+    /// Behind an `Arc`: a packet's lookup takes one reference, not three.
+    esp: RwLock<HashMap<u32, Arc<EspRoute>>>,
 }
 
 /// A handle on the shared endpoints; the last one released (or dropped) closes them.
@@ -181,7 +181,7 @@ impl HostInner {
         self.esp
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(spi, route);
+            .insert(spi, Arc::new(route));
     }
 
     pub fn unroute_esp(&self, spi: u32) {
@@ -298,7 +298,7 @@ impl HostInner {
             .map(|r| r.events.clone())
     }
 
-    fn esp_route(&self, spi: u32) -> Option<EspRoute> {
+    fn esp_route(&self, spi: u32) -> Option<Arc<EspRoute>> {
         self.esp
             .read()
             .unwrap_or_else(|e| e.into_inner())

@@ -83,7 +83,8 @@ pub(crate) fn settings_of(config: &IpsecTunnel) -> Result<Settings, String> {
             .iter()
             .map(|n| TrafficSelector::from_net(*n))
             .collect(),
-        dpd_delay: config.dpd_delay.filter(|d| !d.is_zero()),
+        // Config already turned "0s" into None.
+        dpd_delay: config.dpd_delay,
         ike_rekey_time: config.rekey_time,
         child_rekey_time: config.child_rekey_time,
         child_rekey_bytes: config.child_rekey_bytes,

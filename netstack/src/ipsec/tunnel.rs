@@ -13,7 +13,6 @@ use super::control::{read_view, Control, Published};
 use super::dataplane::{self, ChildPolicy, TunnelData};
 use super::host::{ControlEvent, Host, Responder};
 use super::settings::settings_of;
-use super::status::IpsecCounters;
 use crate::device::{self, Device};
 use crate::tunnel::{
     BoxFuture, PeerStatus, RekeyError, RekeyTarget, Tunnel, TunnelError, TunnelStatus, Update,
@@ -29,7 +28,6 @@ pub struct IpsecTunnel {
     host: Arc<Host>,
     data: Arc<TunnelData>,
     view: Arc<RwLock<Published>>,
-    counters: Arc<IpsecCounters>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -104,7 +102,6 @@ impl IpsecTunnel {
             events: events_tx,
         });
         let view = Arc::new(RwLock::new(Published::default()));
-        let counters = Arc::new(IpsecCounters::default());
         let control = Control::new(
             config.name.clone(),
             settings,
@@ -112,7 +109,6 @@ impl IpsecTunnel {
             host.inner.clone(),
             events_rx,
             view.clone(),
-            counters.clone(),
         );
         let cancel = CancellationToken::new();
         let tasks = vec![
@@ -128,7 +124,6 @@ impl IpsecTunnel {
             host,
             data,
             view,
-            counters,
             cancel,
             tasks,
         })
@@ -149,9 +144,7 @@ fn address_in_local_ts(
 
 impl Tunnel for IpsecTunnel {
     fn status(&self) -> TunnelStatus {
-        let mut view = read_view(&self.view);
-        self.counters.complete(&mut view);
-        let (rx_bytes, tx_bytes) = self.counters.bytes(&view);
+        let view = read_view(&self.view);
         let established = view
             .ike_sas
             .iter()
@@ -166,8 +159,8 @@ impl Tunnel for IpsecTunnel {
             public_key: String::new(),
             endpoint: Some(sa.remote),
             last_handshake: sa.established,
-            rx_bytes,
-            tx_bytes,
+            rx_bytes: view.bytes_in,
+            tx_bytes: view.bytes_out,
             persistent_keepalive: None,
             allowed_ips: Vec::new(),
         });
