@@ -9,16 +9,15 @@
 //!   veth 198.51.100.1/24 :500/:4500  <-------->   veth 198.51.100.2/24 :500/:4500
 //! ```
 
-use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use siteward_tests::ipsec::{random_psk, Credentials, SitewardIpsec};
 use siteward_tests::netns::unique_ifname;
 use siteward_tests::pki::{KeyKind, TestCa};
-use siteward_tests::strongswan::{SitePair, LEFT_SITE, RIGHT_SITE};
-use siteward_tests::wireguard::{checksummed_transfer, ping, UdpCapture};
+use siteward_tests::strongswan::SitePair;
+use siteward_tests::wireguard::UdpCapture;
 use siteward_tests::{Daemon, STATE_TIMEOUT};
 
 const TRANSFER: u64 = 8 << 20;
@@ -90,22 +89,9 @@ impl Pair {
     }
 
     fn assert_traffic_flows(&self) {
-        let stats = ping(
-            &self.sites.left,
-            IpAddr::V4(RIGHT_SITE),
-            10,
-            Duration::from_millis(20),
-        );
+        let stats = self.sites.ping_right(10, Duration::from_millis(20));
         assert_eq!(stats.received, stats.transmitted, "{stats:?}");
-        for (sender, receiver, to) in [
-            (&self.sites.left, &self.sites.right, RIGHT_SITE),
-            (&self.sites.right, &self.sites.left, LEFT_SITE),
-        ] {
-            let done =
-                checksummed_transfer(sender, receiver, IpAddr::V4(to), TRANSFER, TRANSFER_TIMEOUT)
-                    .unwrap_or_else(|e| panic!("transfer to {to}: {e}"));
-            assert_eq!(done.bytes, TRANSFER);
-        }
+        self.sites.transfer_both_ways(TRANSFER, TRANSFER_TIMEOUT);
     }
 }
 
@@ -121,7 +107,10 @@ fn assert_ends_agree(left: &Value, right: &Value) {
         (l["initiator"].clone(), r["initiator"].clone()),
         (true.into(), false.into())
     );
-    assert_eq!(l["algorithms"], r["algorithms"]);
+    assert_eq!(
+        l["algorithms"].as_str().expect("negotiated algorithms"),
+        r["algorithms"].as_str().expect("negotiated algorithms")
+    );
     let (lc, rc) = (child(left), child(right));
     assert_eq!(
         (&lc["spi_in"], &lc["spi_out"]),
@@ -194,19 +183,31 @@ fn forced_udp_encapsulation_with_certificates_carries_traffic_both_ways() {
             "{status:#}"
         );
     }
-    pair.assert_traffic_flows();
-
-    // Idle on our side for the keepalive interval (20 s), the initiator keeps the (here
-    // imagined) NAT mapping open with a one-byte 0xFF datagram on port 4500 (RFC 3948).
+    // Keepalives (one 0xFF byte on port 4500, RFC 3948) keep a NAT mapping open while
+    // the initiator sends nothing: none while traffic flows, one about 20 s after it ends.
     let capture = UdpCapture::start_with_filter(
         &pair.sites.left,
         &pair.sites.left_dev,
         "src host 198.51.100.1 and udp src port 4500 and udp[4:2] = 9 and udp[8] = 0xff",
     );
-    siteward_tests::wait_until(KEEPALIVE_WAIT, || {
-        (!capture.lines().is_empty()).then_some(())
-    })
-    .expect("a NAT keepalive within 25 s of idleness");
+    pair.assert_traffic_flows();
+    let idle_since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let first = siteward_tests::wait_until(KEEPALIVE_WAIT, || capture.lines().first().cloned())
+        .expect("a NAT keepalive within 25 s of idleness");
+    // tcpdump -tt: the capture time, Unix seconds, starts the line.
+    let sent_at: f64 = first
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {first:?}"));
+    assert!(
+        sent_at - idle_since >= 19.0,
+        "a keepalive {:.1} s after the last traffic: {first}",
+        sent_at - idle_since
+    );
 }
 
 #[test]
@@ -288,13 +289,10 @@ fn a_trap_tunnel_comes_up_when_traffic_for_the_far_side_arrives() {
     );
     // The first packets are dropped while the SAs are negotiated; then pings pass.
     let first = siteward_tests::wait_until(STATE_TIMEOUT, || {
-        (ping(
-            &pair.sites.left,
-            IpAddr::V4(RIGHT_SITE),
-            1,
-            Duration::from_millis(100),
-        )
-        .received
+        (pair
+            .sites
+            .ping_right(1, Duration::from_millis(100))
+            .received
             == 1)
             .then_some(())
     });
