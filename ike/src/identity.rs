@@ -212,7 +212,7 @@ fn is_printable_string(value: &str) -> bool {
 }
 
 /// Appends one DER element.
-fn push_der(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+pub(crate) fn push_der(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
     out.push(tag);
     let len = content.len();
     if len < 0x80 {

@@ -16,6 +16,7 @@ use super::certs::{strip_leading_zeros, CertKey, EcCurve, PeerCert};
 use super::dh::uncompressed_point;
 use super::CryptoError;
 use crate::algorithms::PrfAlg;
+use crate::identity::push_der;
 
 /// Auth Method: shared key message integrity code.
 pub const AUTH_SHARED_KEY: u8 = 2;
@@ -404,17 +405,7 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 /// A DER element with a definite length.
 fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(contents.len() + 6);
-    out.push(tag);
-    let len = contents.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let significant = strip_leading_zeros(&bytes);
-        out.push(0x80 | significant.len() as u8);
-        out.extend_from_slice(significant);
-    }
-    out.extend_from_slice(contents);
+    push_der(&mut out, tag, contents);
     out
 }
 
