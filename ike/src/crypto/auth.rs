@@ -697,7 +697,6 @@ mod tests {
     fn rsa_hash_follows_the_peers_list() {
         let key = SigningKey::from_pem(RSA_PKCS8.as_bytes()).unwrap();
         let cert = certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0);
-        let cert = PeerCert::from_der(cert).unwrap();
         for (peer_hashes, expected) in [
             (&[][..], SHA256_WITH_RSA),
             (
@@ -734,8 +733,7 @@ mod tests {
 
     #[test]
     fn rsassa_pss_from_python_verifies() {
-        let cert =
-            PeerCert::from_der(certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0)).unwrap();
+        let cert = certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0);
         let auth = unhex(PSS_AUTH_DATA);
         assert_eq!(verify_signature(&cert, &auth, PSS_OCTETS), Ok(()));
         assert_eq!(
@@ -826,7 +824,7 @@ mod tests {
         fn arbitrary_auth_data_and_pem_never_panic(
             data in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
         ) {
-            let cert = PeerCert::from_der(certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0)).unwrap();
+            let cert = certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0);
             let _ = verify_signature(&cert, &data, b"octets");
             // The DER parsers behind the PEM layer.
             let _ = ecdsa_key(&data, None, &SystemRandom::new());

@@ -29,20 +29,16 @@ impl TrustAnchors {
     pub fn from_pem(pem: &[u8]) -> Result<TrustAnchors, CryptoError> {
         let mut anchors = Vec::new();
         let mut spki_sha1 = Vec::new();
-        for (index, der) in CertificateDer::pem_slice_iter(pem).enumerate() {
-            let what = format!("CA certificate {}", index + 1);
-            let der = der.map_err(|e| CryptoError::Certificate(format!("{what}: {e}")))?;
-            let parsed = PeerCert::from_der(der.to_vec())
-                .map_err(|e| CryptoError::Certificate(format!("{what}: {e}")))?;
-            let anchor = webpki::anchor_from_trusted_cert(&der)
-                .map_err(|e| CryptoError::Certificate(format!("{what}: {e}")))?;
+        for (index, parsed) in parse_pem(pem, "CA certificate", "the CA file")?
+            .into_iter()
+            .enumerate()
+        {
+            let der = CertificateDer::from(parsed.der());
+            let anchor = webpki::anchor_from_trusted_cert(&der).map_err(|e| {
+                CryptoError::Certificate(format!("CA certificate {}: {e}", index + 1))
+            })?;
             anchors.push(anchor.to_owned());
             spki_sha1.push(parsed.spki_sha1());
-        }
-        if anchors.is_empty() {
-            return Err(CryptoError::Certificate(
-                "no CERTIFICATE block in the CA file".into(),
-            ));
         }
         Ok(TrustAnchors { anchors, spki_sha1 })
     }
@@ -252,22 +248,27 @@ impl std::fmt::Debug for PeerCert {
     }
 }
 
-/// Our own certificate chain from a PEM file's contents: end-entity first, then intermediates.
-pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, CryptoError> {
-    let mut chain = Vec::new();
+/// Our own certificate chain from a PEM file's contents: end-entity first, then
+/// intermediates; never empty.
+pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<PeerCert>, CryptoError> {
+    parse_pem(pem, "certificate", "the certificate file")
+}
+
+/// Every CERTIFICATE block of `pem`, parsed; errors name the `what` (numbered from 1) or
+/// the empty `file`.
+fn parse_pem(pem: &[u8], what: &str, file: &str) -> Result<Vec<PeerCert>, CryptoError> {
+    let mut certs = Vec::new();
     for (index, der) in CertificateDer::pem_slice_iter(pem).enumerate() {
-        let what = format!("certificate {}", index + 1);
-        let der = der.map_err(|e| CryptoError::Certificate(format!("{what}: {e}")))?;
-        PeerCert::from_der(der.to_vec())
-            .map_err(|e| CryptoError::Certificate(format!("{what}: {e}")))?;
-        chain.push(der.to_vec());
+        let fail = |e: String| CryptoError::Certificate(format!("{what} {}: {e}", index + 1));
+        let der = der.map_err(|e| fail(e.to_string()))?;
+        certs.push(PeerCert::from_der(der.to_vec()).map_err(|e| fail(e.to_string()))?);
     }
-    if chain.is_empty() {
-        return Err(CryptoError::Certificate(
-            "no CERTIFICATE block in the certificate file".into(),
-        ));
+    if certs.is_empty() {
+        return Err(CryptoError::Certificate(format!(
+            "no CERTIFICATE block in {file}"
+        )));
     }
-    Ok(chain)
+    Ok(certs)
 }
 
 /// The position of `part`, a subslice x509-parser returned, inside `whole`.
@@ -665,7 +666,8 @@ mod tests {
         let root = ca("Test Root", None);
         let intermediate = ca("Test Intermediate", Some(&root));
         let chain = certs_from_pem(format!("{}{}", intermediate.pem, root.pem).as_bytes()).unwrap();
-        assert_eq!(chain, vec![intermediate.der.clone(), root.der.clone()]);
+        let ders: Vec<&[u8]> = chain.iter().map(PeerCert::der).collect();
+        assert_eq!(ders, [&intermediate.der[..], &root.der[..]]);
     }
 
     #[test]

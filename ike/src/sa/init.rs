@@ -11,7 +11,6 @@ use super::{
 };
 use crate::algorithms::DhGroup;
 use crate::crypto::auth::{self, SignatureHash, AUTH_DIGITAL_SIGNATURE, AUTH_SHARED_KEY};
-use crate::crypto::certs::PeerCert;
 use crate::crypto::dh::DhPrivate;
 use crate::crypto::keys::IkeKeys;
 use crate::crypto::CryptoError;
@@ -333,10 +332,7 @@ fn complete_init(
 /// address is used.
 fn our_id_payload(sa: &IkeSa) -> IdPayload {
     let subject = match &sa.config.local_auth {
-        LocalAuth::Cert { chain, .. } => chain
-            .first()
-            .and_then(|der| PeerCert::from_der(der.clone()).ok())
-            .map(|cert| cert.subject_der().to_vec()),
+        LocalAuth::Cert { chain, .. } => chain.first().map(|cert| cert.subject_der().to_vec()),
         LocalAuth::Psk(_) => None,
     };
     match (&sa.config.local_id, subject) {
@@ -415,9 +411,9 @@ fn our_auth(sa: &IkeSa, octets: &[u8]) -> Result<(Vec<Payload>, Payload), Failur
                 .map_err(|e| Failure::Local(format!("signing AUTH: {e}")))?;
             let certs = chain
                 .iter()
-                .map(|der| Payload::Cert {
+                .map(|cert| Payload::Cert {
                     encoding: CERT_ENCODING_X509,
-                    data: der.clone(),
+                    data: cert.der().to_vec(),
                 })
                 .collect();
             Ok((

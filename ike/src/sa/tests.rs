@@ -810,7 +810,7 @@ mod certificates {
         SaConfig {
             local_auth: LocalAuth::Cert {
                 key: Box::new(SigningKey::from_pem(own.1.as_bytes()).unwrap()),
-                chain: vec![own.0],
+                chain: vec![crate::crypto::certs::PeerCert::from_der(own.0).unwrap()],
             },
             remote_auth: RemoteAuth::Cert(TrustAnchors::from_pem(ca.pem.as_bytes()).unwrap()),
             ..base
