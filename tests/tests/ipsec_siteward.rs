@@ -64,14 +64,9 @@ impl Pair {
     }
 
     fn psk(mut configure: impl FnMut(&mut SitewardIpsec)) -> Pair {
-        let psk = random_psk();
-        let mut left = SitewardIpsec::left(
-            &unique_ifname('s'),
-            Credentials::Psk(psk.clone()),
-            "initiate",
-        );
+        let (mut left, right_psk) = psk_left();
         configure(&mut left);
-        Pair::start(left, "respond", Credentials::Psk(psk))
+        Pair::start(left, "respond", right_psk)
     }
 
     /// Both ends up; returns their statuses (left, right).
@@ -93,6 +88,18 @@ impl Pair {
         assert_eq!(stats.received, stats.transmitted, "{stats:?}");
         self.sites.transfer_both_ways(TRANSFER, TRANSFER_TIMEOUT);
     }
+}
+
+/// The left end of a tunnel with a fresh pre-shared key, initiating; and the right end's
+/// credentials (the same key).
+fn psk_left() -> (SitewardIpsec, Credentials) {
+    let psk = random_psk();
+    let left = SitewardIpsec::left(
+        &unique_ifname('s'),
+        Credentials::Psk(psk.clone()),
+        "initiate",
+    );
+    (left, Credentials::Psk(psk))
 }
 
 fn child(status: &Value) -> &Value {
@@ -212,13 +219,8 @@ fn forced_udp_encapsulation_with_certificates_carries_traffic_both_ways() {
 
 #[test]
 fn a_peer_that_restarts_replaces_its_old_sas_at_once() {
-    let psk = random_psk();
-    let left = SitewardIpsec::left(
-        &unique_ifname('s'),
-        Credentials::Psk(psk.clone()),
-        "initiate",
-    );
-    let mut pair = Pair::start(left.clone(), "respond", Credentials::Psk(psk));
+    let (left, right_psk) = psk_left();
+    let mut pair = Pair::start(left.clone(), "respond", right_psk);
     let (_, before) = pair.wait_up();
 
     // The initiator dies without a word (no Delete) and comes straight back: the
@@ -245,13 +247,8 @@ fn a_peer_that_restarts_replaces_its_old_sas_at_once() {
 
 #[test]
 fn a_changed_tunnel_restarts_on_reload_and_comes_back() {
-    let psk = random_psk();
-    let left = SitewardIpsec::left(
-        &unique_ifname('s'),
-        Credentials::Psk(psk.clone()),
-        "initiate",
-    );
-    let pair = Pair::start(left.clone(), "respond", Credentials::Psk(psk));
+    let (left, right_psk) = psk_left();
+    let pair = Pair::start(left.clone(), "respond", right_psk);
     let (before, _) = pair.wait_up();
 
     // Any change restarts an IPsec tunnel: its IKE and ESP sockets, shared by every IPsec
