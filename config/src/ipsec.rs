@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use siteward_ike::identity::Identity;
 use siteward_ike::proposal::{EspProposal, IkeProposal, ProposalError};
+use siteward_ike::sa::NAT_T_PORT;
 
 use crate::model::{DpdAction, Host, IpsecAuth, IpsecTunnel, StartAction};
 use crate::raw::RawTunnel;
@@ -36,8 +37,6 @@ const MIN_REKEY_TIME: Duration = Duration::from_secs(60);
 const MAX_REKEY_TIME: Duration = Duration::from_secs(7 * 24 * 3600);
 const MIN_CHILD_REKEY_BYTES: i64 = 1 << 20;
 const IKE_PORT: u16 = 500;
-/// Where IKE and ESP move for NAT traversal (RFC 3948); not configurable.
-const NAT_T_PORT: u16 = 4500;
 /// Of `local_addrs` and `remote_addrs`: a few addresses or names per end.
 const MAX_ADDRS: usize = 16;
 /// Proposal numbers are one byte; far fewer are ever useful.

@@ -57,22 +57,6 @@ impl EncrAlg {
         }
     }
 
-    /// Bytes of the IV carried in each message or packet.
-    pub fn iv_len(self) -> usize {
-        match self {
-            EncrAlg::AesCbc { .. } => 16,
-            EncrAlg::AesGcm16 { .. } => 8,
-        }
-    }
-
-    /// The ICV the cipher itself appends (AEAD only).
-    pub fn aead_icv_len(self) -> usize {
-        match self {
-            EncrAlg::AesCbc { .. } => 0,
-            EncrAlg::AesGcm16 { .. } => 16,
-        }
-    }
-
     /// strongSwan's name (`aes256gcm16`, `aes128`).
     pub fn name(self) -> String {
         match self {

@@ -34,6 +34,8 @@ pub enum CookieCheck {
     Valid,
     /// Answer with this (a response carrying our cookie) and keep no state.
     Challenge(Vec<u8>),
+    /// Not an IKE_SA_INIT a cookie can be made for (no nonce): drop it.
+    Drop,
 }
 
 impl Cookies {
@@ -71,7 +73,7 @@ impl Cookies {
             _ => None,
         });
         let Some(nonce) = nonce else {
-            return CookieCheck::Challenge(Vec::new());
+            return CookieCheck::Drop;
         };
         let presented = match request.payloads.first() {
             Some(Payload::Notify(n)) if n.kind == notify::COOKIE => Some(n.data.as_slice()),
@@ -96,12 +98,7 @@ impl Cookies {
                 initiator: false,
                 response: true,
                 message_id: 0,
-                payloads: vec![Payload::Notify(Notify {
-                    protocol: 0,
-                    spi: Vec::new(),
-                    kind: notify::COOKIE,
-                    data: cookie,
-                })],
+                payloads: vec![Payload::Notify(Notify::new(notify::COOKIE, cookie))],
             }
             .encode(),
         )
@@ -138,12 +135,10 @@ mod tests {
     fn init_request(cookie: Option<&[u8]>) -> Message {
         let mut payloads = Vec::new();
         if let Some(cookie) = cookie {
-            payloads.push(Payload::Notify(Notify {
-                protocol: 0,
-                spi: Vec::new(),
-                kind: notify::COOKIE,
-                data: cookie.to_vec(),
-            }));
+            payloads.push(Payload::Notify(Notify::new(
+                notify::COOKIE,
+                cookie.to_vec(),
+            )));
         }
         payloads.push(Payload::Nonce(vec![7; 32]));
         Message {
@@ -190,6 +185,15 @@ mod tests {
             cookies.check(&init_request(Some(&forged)), from),
             CookieCheck::Challenge(_)
         ));
+    }
+
+    #[test]
+    fn a_request_without_a_nonce_is_dropped_not_answered() {
+        let cookies = Cookies::new(Instant::now());
+        let mut request = init_request(None);
+        request.payloads.clear();
+        let from: IpAddr = "192.0.2.9".parse().unwrap();
+        assert_eq!(cookies.check(&request, from), CookieCheck::Drop);
     }
 
     #[test]

@@ -159,7 +159,8 @@ impl Reassembly {
         };
         let pending = &mut self.pending[index];
         pending.last_used = self.clock;
-        let slot = usize::from(number) - 1;
+        // Number 0 (which `check_numbers` refuses) is ignored like a duplicate.
+        let slot = usize::from(number).wrapping_sub(1);
         if pending.parts.get(slot).is_none_or(Option::is_some) {
             return Ok(Added::Duplicate);
         }

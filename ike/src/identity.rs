@@ -150,6 +150,16 @@ fn dn_attribute(name: &str) -> Result<String, IdentityError> {
     })
 }
 
+/// The name strongSwan prints for the attribute with dotted OID `oid` (`CN`, `UID`...), or
+/// the OID itself for one without a name. Certificates' subjects are named with it too,
+/// so that a DN identity and a certificate subject always compare alike.
+pub(crate) fn dn_attribute_name(oid: &str) -> String {
+    DN_ATTRIBUTES
+        .iter()
+        .find(|(_, known, _)| *known == oid)
+        .map_or_else(|| oid.to_string(), |(short, ..)| short.to_string())
+}
+
 /// The dotted OID and encoding of a canonical attribute.
 fn attribute_oid(attribute: &str) -> (&str, StringKind) {
     DN_ATTRIBUTES
@@ -202,7 +212,7 @@ fn is_printable_string(value: &str) -> bool {
 }
 
 /// Appends one DER element.
-fn push_der(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+pub(crate) fn push_der(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
     out.push(tag);
     let len = content.len();
     if len < 0x80 {

@@ -19,7 +19,7 @@
 pub mod algorithms;
 pub mod cookie;
 pub mod crypto;
-pub mod fragment;
+pub(crate) mod fragment;
 pub mod identity;
 pub mod message;
 pub mod negotiate;

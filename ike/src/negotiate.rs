@@ -11,7 +11,7 @@
 //! others of its type are still considered.
 
 use crate::algorithms::{DhGroup, EncrAlg, IntegAlg, PrfAlg, NO_ESN};
-use crate::message::{notify, protocol, transform_type as tt, ProposalWire, TransformWire};
+use crate::message::{protocol, transform_type as tt, ProposalWire, TransformWire};
 use crate::proposal::{EspProposal, EspSuite, IkeProposal, IkeSuite};
 
 /// The transform ID that stands for "none" in the INTEG and DH types.
@@ -25,14 +25,6 @@ pub enum NegotiationError {
     /// Initiator: the responder's answer is not one of the proposals we sent.
     #[error("no proposal chosen: the peer's answer {answer} is not one of ours ({problem})")]
     BadAnswer { answer: String, problem: String },
-}
-
-impl NegotiationError {
-    /// The notify that reports this: NO_PROPOSAL_CHOSEN, sent by a responder and shown
-    /// in the status on both sides.
-    pub fn notify(&self) -> u16 {
-        notify::NO_PROPOSAL_CHOSEN
-    }
 }
 
 /// The IKE SA proposals we offer, numbered from 1. `spi` is `None` in IKE_SA_INIT and
@@ -736,7 +728,6 @@ mod tests {
     #[test]
     fn no_overlap_is_no_proposal_chosen_with_both_sides_named() {
         let err = select_ike(&[ike_gcm()], &[legacy(1)], None).unwrap_err();
-        assert_eq!(err.notify(), notify::NO_PROPOSAL_CHOSEN);
         assert_eq!(
             err.to_string(),
             "no proposal chosen: the peer offered IKE:aes128-integ#2-prf#2-dh#2; \
@@ -899,7 +890,6 @@ mod tests {
 
         let reject = |answer: Vec<ProposalWire>, expected: &str| {
             let err = accept_ike(&ours, &answer).unwrap_err();
-            assert_eq!(err.notify(), notify::NO_PROPOSAL_CHOSEN);
             assert!(
                 err.to_string().contains(expected),
                 "{err} should say {expected}"

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod allowed_ips;
+mod device;
 pub mod ipsec;
 pub mod netlink;
 pub mod placement;

@@ -223,6 +223,47 @@ impl SwanctlConn {
         }
     }
 
+    /// charon on the left site, to a charon on the right (the harness's own suite), known
+    /// by `ids.0` and expecting `ids.1`; by their addresses without `ids`.
+    pub fn left(
+        credentials: Credentials,
+        ids: Option<(&str, &str)>,
+        proposals: &str,
+        esp_proposals: &str,
+    ) -> SwanctlConn {
+        let (local_id, remote_id) = match ids {
+            Some((local, remote)) => (local.to_string(), remote.to_string()),
+            None => (LEFT_UNDERLAY.to_string(), RIGHT_UNDERLAY.to_string()),
+        };
+        SwanctlConn {
+            local_addr: LEFT_UNDERLAY,
+            remote_addr: RIGHT_UNDERLAY,
+            local_id,
+            remote_id,
+            credentials,
+            proposals: proposals.into(),
+            esp_proposals: esp_proposals.into(),
+            local_ts: LEFT_SUBNET.into(),
+            remote_ts: RIGHT_SUBNET.into(),
+            extra: String::new(),
+        }
+    }
+
+    /// The same connection seen from the other end, which proves itself with
+    /// `credentials`.
+    pub fn mirrored(&self, credentials: Credentials) -> SwanctlConn {
+        SwanctlConn {
+            local_addr: self.remote_addr,
+            remote_addr: self.local_addr,
+            local_id: self.remote_id.clone(),
+            remote_id: self.local_id.clone(),
+            credentials,
+            local_ts: self.remote_ts.clone(),
+            remote_ts: self.local_ts.clone(),
+            ..self.clone()
+        }
+    }
+
     /// The swanctl.conf text.
     pub fn text(&self) -> String {
         let (local_auth, remote_auth, secrets) = match &self.credentials {

@@ -17,7 +17,7 @@
 use std::fmt;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
@@ -28,6 +28,7 @@ use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
 use crate::process::ChildProcess;
+use crate::wireguard::{checksummed_transfer, ping, PingStats};
 use crate::{wait_until, Netns, READY_TIMEOUT};
 
 /// Where Debian's strongswan-charon installs the daemon.
@@ -236,8 +237,11 @@ impl Charon {
                 process.output_tail(20)
             );
         };
-        process.stdout().wait_closed(READY_TIMEOUT);
-        process.stderr().wait_closed(READY_TIMEOUT);
+        if !(process.stdout().wait_closed(READY_TIMEOUT)
+            && process.stderr().wait_closed(READY_TIMEOUT))
+        {
+            bail!("{what}: its output did not end within {READY_TIMEOUT:?}");
+        }
         if !status.success() {
             bail!("{what} failed ({status})\n{}", process.output_tail(20));
         }
@@ -777,7 +781,8 @@ pub const RIGHT_SUBNET: &str = "10.2.0.0/24";
 /// Two sites for the IPsec suites: namespaces `left` and `right` joined by a veth pair
 /// (198.51.100.1/24 and .2/24), with their site subnets 10.1.0.1/24 and 10.2.0.1/24 on `lo`
 /// (the test kernels have no dummy interfaces). Traffic between the subnets only flows once
-/// a tunnel routes it. Declare it before the tunnel ends so they stop first.
+/// a tunnel routes it. A struct holding it and the tunnel ends declares it after them, so
+/// the ends (declared first, dropped first) stop before the namespaces go.
 pub struct SitePair {
     pub left: Netns,
     pub right: Netns,
@@ -800,6 +805,26 @@ impl SitePair {
             right,
             left_dev,
             right_dev,
+        }
+    }
+}
+
+impl SitePair {
+    /// `count` pings `interval` apart from the left site's address to the right's.
+    pub fn ping_right(&self, count: u32, interval: Duration) -> PingStats {
+        ping(&self.left, IpAddr::V4(RIGHT_SITE), count, interval)
+    }
+
+    /// `len` bytes over TCP each way between the site addresses, SHA-256 checked by the
+    /// receiver; panics naming the direction that failed.
+    pub fn transfer_both_ways(&self, len: u64, timeout: Duration) {
+        for (sender, receiver, to) in [
+            (&self.left, &self.right, RIGHT_SITE),
+            (&self.right, &self.left, LEFT_SITE),
+        ] {
+            let done = checksummed_transfer(sender, receiver, IpAddr::V4(to), len, timeout)
+                .unwrap_or_else(|e| panic!("transfer to {to}: {e}"));
+            assert_eq!(done.bytes, len, "transfer to {to}");
         }
     }
 }

@@ -13,7 +13,6 @@
 //!   veth 198.51.100.1/24 :500/:4500  <-------->   veth 198.51.100.2/24 :500/:4500
 //! ```
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -21,8 +20,8 @@ use siteward_tests::http::Request;
 use siteward_tests::ipsec::{random_psk, Credentials, SitewardIpsec, SwanctlConn, CHILD, CONN};
 use siteward_tests::netns::unique_ifname;
 use siteward_tests::pki::{KeyKind, TestCa};
-use siteward_tests::strongswan::{SitePair, LEFT_SITE, LEFT_UNDERLAY, RIGHT_SITE};
-use siteward_tests::wireguard::{checksummed_transfer, ping, PingStats};
+use siteward_tests::strongswan::{SitePair, LEFT_UNDERLAY};
+use siteward_tests::wireguard::PingStats;
 use siteward_tests::{promtool_check, Charon, Daemon, SaInfo, STATE_TIMEOUT};
 
 const TRANSFER: u64 = 4 << 20;
@@ -93,20 +92,12 @@ impl Pair {
     }
 
     fn ping_right(&self, count: u32, interval: Duration) -> PingStats {
-        ping(&self.sites.left, IpAddr::V4(RIGHT_SITE), count, interval)
+        self.sites.ping_right(count, interval)
     }
 
     /// 4 MiB each way, SHA-256 checked by the receiver.
     fn transfer_both_ways(&self) {
-        for (sender, receiver, to) in [
-            (&self.sites.left, &self.sites.right, RIGHT_SITE),
-            (&self.sites.right, &self.sites.left, LEFT_SITE),
-        ] {
-            let done =
-                checksummed_transfer(sender, receiver, IpAddr::V4(to), TRANSFER, TRANSFER_TIMEOUT)
-                    .unwrap_or_else(|e| panic!("transfer to {to}: {e}"));
-            assert_eq!(done.bytes, TRANSFER);
-        }
+        self.sites.transfer_both_ways(TRANSFER, TRANSFER_TIMEOUT);
     }
 
     /// Ping and a transfer each way through the tunnel.

@@ -9,16 +9,15 @@
 //!   veth 198.51.100.1/24 :500/:4500  <-------->   veth 198.51.100.2/24 :500/:4500
 //! ```
 
-use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use siteward_tests::ipsec::{random_psk, Credentials, SitewardIpsec};
 use siteward_tests::netns::unique_ifname;
 use siteward_tests::pki::{KeyKind, TestCa};
-use siteward_tests::strongswan::{SitePair, LEFT_SITE, RIGHT_SITE};
-use siteward_tests::wireguard::{checksummed_transfer, ping, UdpCapture};
+use siteward_tests::strongswan::SitePair;
+use siteward_tests::wireguard::UdpCapture;
 use siteward_tests::{Daemon, STATE_TIMEOUT};
 
 const TRANSFER: u64 = 8 << 20;
@@ -65,14 +64,9 @@ impl Pair {
     }
 
     fn psk(mut configure: impl FnMut(&mut SitewardIpsec)) -> Pair {
-        let psk = random_psk();
-        let mut left = SitewardIpsec::left(
-            &unique_ifname('s'),
-            Credentials::Psk(psk.clone()),
-            "initiate",
-        );
+        let (mut left, right_psk) = psk_left();
         configure(&mut left);
-        Pair::start(left, "respond", Credentials::Psk(psk))
+        Pair::start(left, "respond", right_psk)
     }
 
     /// Both ends up; returns their statuses (left, right).
@@ -90,23 +84,22 @@ impl Pair {
     }
 
     fn assert_traffic_flows(&self) {
-        let stats = ping(
-            &self.sites.left,
-            IpAddr::V4(RIGHT_SITE),
-            10,
-            Duration::from_millis(20),
-        );
+        let stats = self.sites.ping_right(10, Duration::from_millis(20));
         assert_eq!(stats.received, stats.transmitted, "{stats:?}");
-        for (sender, receiver, to) in [
-            (&self.sites.left, &self.sites.right, RIGHT_SITE),
-            (&self.sites.right, &self.sites.left, LEFT_SITE),
-        ] {
-            let done =
-                checksummed_transfer(sender, receiver, IpAddr::V4(to), TRANSFER, TRANSFER_TIMEOUT)
-                    .unwrap_or_else(|e| panic!("transfer to {to}: {e}"));
-            assert_eq!(done.bytes, TRANSFER);
-        }
+        self.sites.transfer_both_ways(TRANSFER, TRANSFER_TIMEOUT);
     }
+}
+
+/// The left end of a tunnel with a fresh pre-shared key, initiating; and the right end's
+/// credentials (the same key).
+fn psk_left() -> (SitewardIpsec, Credentials) {
+    let psk = random_psk();
+    let left = SitewardIpsec::left(
+        &unique_ifname('s'),
+        Credentials::Psk(psk.clone()),
+        "initiate",
+    );
+    (left, Credentials::Psk(psk))
 }
 
 fn child(status: &Value) -> &Value {
@@ -121,7 +114,10 @@ fn assert_ends_agree(left: &Value, right: &Value) {
         (l["initiator"].clone(), r["initiator"].clone()),
         (true.into(), false.into())
     );
-    assert_eq!(l["algorithms"], r["algorithms"]);
+    assert_eq!(
+        l["algorithms"].as_str().expect("negotiated algorithms"),
+        r["algorithms"].as_str().expect("negotiated algorithms")
+    );
     let (lc, rc) = (child(left), child(right));
     assert_eq!(
         (&lc["spi_in"], &lc["spi_out"]),
@@ -194,30 +190,37 @@ fn forced_udp_encapsulation_with_certificates_carries_traffic_both_ways() {
             "{status:#}"
         );
     }
-    pair.assert_traffic_flows();
-
-    // Idle on our side for the keepalive interval (20 s), the initiator keeps the (here
-    // imagined) NAT mapping open with a one-byte 0xFF datagram on port 4500 (RFC 3948).
+    // Keepalives (one 0xFF byte on port 4500, RFC 3948) keep a NAT mapping open while
+    // the initiator sends nothing: none while traffic flows, one about 20 s after it ends.
     let capture = UdpCapture::start_with_filter(
         &pair.sites.left,
         &pair.sites.left_dev,
         "src host 198.51.100.1 and udp src port 4500 and udp[4:2] = 9 and udp[8] = 0xff",
     );
-    siteward_tests::wait_until(KEEPALIVE_WAIT, || {
-        (!capture.lines().is_empty()).then_some(())
-    })
-    .expect("a NAT keepalive within 25 s of idleness");
+    pair.assert_traffic_flows();
+    let idle_since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let first = siteward_tests::wait_until(KEEPALIVE_WAIT, || capture.lines().first().cloned())
+        .expect("a NAT keepalive within 25 s of idleness");
+    // tcpdump -tt: the capture time, Unix seconds, starts the line.
+    let sent_at: f64 = first
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {first:?}"));
+    assert!(
+        sent_at - idle_since >= 19.0,
+        "a keepalive {:.1} s after the last traffic: {first}",
+        sent_at - idle_since
+    );
 }
 
 #[test]
 fn a_peer_that_restarts_replaces_its_old_sas_at_once() {
-    let psk = random_psk();
-    let left = SitewardIpsec::left(
-        &unique_ifname('s'),
-        Credentials::Psk(psk.clone()),
-        "initiate",
-    );
-    let mut pair = Pair::start(left.clone(), "respond", Credentials::Psk(psk));
+    let (left, right_psk) = psk_left();
+    let mut pair = Pair::start(left.clone(), "respond", right_psk);
     let (_, before) = pair.wait_up();
 
     // The initiator dies without a word (no Delete) and comes straight back: the
@@ -243,6 +246,35 @@ fn a_peer_that_restarts_replaces_its_old_sas_at_once() {
 }
 
 #[test]
+fn a_changed_tunnel_restarts_on_reload_and_comes_back() {
+    let (left, right_psk) = psk_left();
+    let pair = Pair::start(left.clone(), "respond", right_psk);
+    let (before, _) = pair.wait_up();
+
+    // Any change restarts an IPsec tunnel: its IKE and ESP sockets, shared by every IPsec
+    // tunnel of the process, must be closed before the new one binds them.
+    let mut changed = left;
+    changed.dpd_delay = Some("10s".into());
+    pair.left.write_config_raw(&format!(
+        "{}\n{}",
+        pair.left.config_header(),
+        changed.toml(pair._files.path())
+    ));
+    pair.left.sighup();
+    let applied = pair.left.wait_for_log(STATE_TIMEOUT, |r| {
+        r["message"] == "tunnels applied" && r["restarted"] == "[\"site\"]"
+    });
+    assert_eq!(applied["failed"], "[]", "{applied}");
+    let (after, right) = pair.wait_up();
+    assert_ne!(
+        after["ipsec"]["ike_sas"][0]["spi_i"], before["ipsec"]["ike_sas"][0]["spi_i"],
+        "a new IKE SA"
+    );
+    assert_ends_agree(&after, &right);
+    pair.assert_traffic_flows();
+}
+
+#[test]
 fn a_trap_tunnel_comes_up_when_traffic_for_the_far_side_arrives() {
     let pair = Pair::psk(|left| left.start = "trap");
     // Nothing is negotiated before traffic asks for it.
@@ -254,13 +286,10 @@ fn a_trap_tunnel_comes_up_when_traffic_for_the_far_side_arrives() {
     );
     // The first packets are dropped while the SAs are negotiated; then pings pass.
     let first = siteward_tests::wait_until(STATE_TIMEOUT, || {
-        (ping(
-            &pair.sites.left,
-            IpAddr::V4(RIGHT_SITE),
-            1,
-            Duration::from_millis(100),
-        )
-        .received
+        (pair
+            .sites
+            .ping_right(1, Duration::from_millis(100))
+            .received
             == 1)
             .then_some(())
     });

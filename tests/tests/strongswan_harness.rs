@@ -11,110 +11,19 @@
 //!   veth 198.51.100.1/24 :500/:4500 <-------->   veth 198.51.100.2/24 :500/:4500
 //! ```
 
-use std::net::IpAddr;
 use std::time::Duration;
 
-use rand::RngCore;
+use siteward_tests::ipsec::{random_psk, Credentials, SwanctlConn, CHILD, CONN};
 use siteward_tests::pki::{KeyKind, Leaf, TestCa};
 use siteward_tests::strongswan::{
     SitePair, LEFT_SITE, LEFT_SUBNET, LEFT_UNDERLAY, RIGHT_SITE, RIGHT_SUBNET, RIGHT_UNDERLAY,
 };
-use siteward_tests::wireguard::{checksummed_transfer, ping};
 use siteward_tests::{Charon, CharonConfig, SaInfo, STATE_TIMEOUT};
 
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
-const CONN: &str = "site";
-const CHILD: &str = "net";
 
-/// How one end authenticates: a pre-shared key, or its certificate (the CA certificates go
-/// to both ends' `x509ca`).
-enum Auth {
-    Psk(String),
-    Cert {
-        leaf: Leaf,
-        id: String,
-        peer_id: String,
-    },
-}
-
-/// One end's swanctl.conf: connection [`CONN`] with child [`CHILD`] between its site subnet
-/// and the other's, UDP-encapsulated (kernel-libipsec handles nothing else).
-fn swanctl_conf(left_side: bool, auth: &Auth, ike: &str, esp: &str) -> String {
-    let (local, remote, local_ts, remote_ts) = if left_side {
-        (LEFT_UNDERLAY, RIGHT_UNDERLAY, LEFT_SUBNET, RIGHT_SUBNET)
-    } else {
-        (RIGHT_UNDERLAY, LEFT_UNDERLAY, RIGHT_SUBNET, LEFT_SUBNET)
-    };
-    let (local_auth, remote_auth, secrets) = match auth {
-        Auth::Psk(secret) => (
-            format!("auth = psk\n      id = {local}"),
-            format!("auth = psk\n      id = {remote}"),
-            format!(
-                "secrets {{\n  ike-site {{\n    id-1 = {local}\n    id-2 = {remote}\n    secret = 0x{secret}\n  }}\n}}\n"
-            ),
-        ),
-        Auth::Cert { id, peer_id, .. } => (
-            format!("auth = pubkey\n      certs = local.pem\n      id = \"{id}\""),
-            format!("auth = pubkey\n      id = \"{peer_id}\""),
-            // swanctl loads every key in `private/` by itself.
-            String::new(),
-        ),
-    };
-    format!(
-        r#"connections {{
-  {CONN} {{
-    version = 2
-    local_addrs = {local}
-    remote_addrs = {remote}
-    encap = yes
-    proposals = {ike}
-    local {{
-      {local_auth}
-    }}
-    remote {{
-      {remote_auth}
-    }}
-    children {{
-      {CHILD} {{
-        local_ts = {local_ts}
-        remote_ts = {remote_ts}
-        esp_proposals = {esp}
-      }}
-    }}
-  }}
-}}
-{secrets}"#
-    )
-}
-
-fn config(left_side: bool, auth: &Auth, cas: &[String], ike: &str, esp: &str) -> CharonConfig {
-    let mut files: Vec<(String, Vec<u8>)> = cas
-        .iter()
-        .enumerate()
-        .map(|(i, pem)| (format!("x509ca/ca-{i}.pem"), pem.clone().into_bytes()))
-        .collect();
-    if let Auth::Cert { leaf, .. } = auth {
-        files.push(("x509/local.pem".into(), leaf.cert_pem.clone().into_bytes()));
-        files.push((
-            "private/local.pem".into(),
-            leaf.key_pem.clone().into_bytes(),
-        ));
-    }
-    CharonConfig {
-        connections: swanctl_conf(left_side, auth, ike, esp),
-        files,
-        ..CharonConfig::default()
-    }
-}
-
-/// A fresh 32-byte pre-shared key, hex.
-fn random_psk() -> String {
-    let mut key = [0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    key.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A charon on each site. Declared after the sites, so they stop before the namespaces go.
+/// A charon on each site. The charons are declared before the sites, so they stop before
+/// the namespaces go.
 struct Tunnel {
     left: Charon,
     right: Charon,
@@ -130,11 +39,10 @@ impl Tunnel {
     }
 
     fn psk(ike: &str, esp: &str) -> Tunnel {
-        let auth = Auth::Psk(random_psk());
-        Tunnel::start(
-            config(true, &auth, &[], ike, esp),
-            config(false, &auth, &[], ike, esp),
-        )
+        let psk = Credentials::Psk(random_psk());
+        let left = SwanctlConn::left(psk.clone(), None, ike, esp);
+        let right = left.mirrored(psk);
+        Tunnel::start(left.charon_config(), right.charon_config())
     }
 
     /// Left initiates; returns both ends' IKE_SAs once the CHILD_SA is installed on both.
@@ -152,12 +60,7 @@ impl Tunnel {
     }
 
     fn ping_right(&self, count: u32) -> siteward_tests::wireguard::PingStats {
-        ping(
-            &self.sites.left,
-            IpAddr::V4(RIGHT_SITE),
-            count,
-            Duration::from_millis(100),
-        )
+        self.sites.ping_right(count, Duration::from_millis(100))
     }
 }
 
@@ -244,24 +147,7 @@ fn psk_tunnel_carries_ping_and_a_checksummed_transfer() {
     assert_eq!(stats.received, stats.transmitted, "{stats:?}");
 
     const LEN: u64 = 2 << 20;
-    let sent = checksummed_transfer(
-        left_ns,
-        &tunnel.sites.right,
-        IpAddr::V4(RIGHT_SITE),
-        LEN,
-        TRANSFER_TIMEOUT,
-    )
-    .unwrap_or_else(|e| panic!("left to right: {e}"));
-    assert_eq!(sent.bytes, LEN);
-    let back = checksummed_transfer(
-        &tunnel.sites.right,
-        left_ns,
-        IpAddr::V4(LEFT_SITE),
-        LEN,
-        TRANSFER_TIMEOUT,
-    )
-    .unwrap_or_else(|e| panic!("right to left: {e}"));
-    assert_eq!(back.bytes, LEN);
+    tunnel.sites.transfer_both_ways(LEN, TRANSFER_TIMEOUT);
 
     // Both transfers went through the CHILD_SA: each direction carried at least their bytes.
     for charon in [&tunnel.left, &tunnel.right] {
@@ -285,22 +171,18 @@ fn certificate_tunnel(left_key: KeyKind, right_key: KeyKind) -> (Tunnel, Leaf) {
     let right_leaf = root.issue_leaf("right-gw", &["right.example"], right_key);
     let cas = [root.cert_pem(), intermediate.cert_pem()];
     // Left is known by its subject DN, right by its SAN FQDN.
-    let left_id = left_leaf.subject_dn.clone();
-    let left_auth = Auth::Cert {
-        leaf: left_leaf.clone(),
-        id: left_id.clone(),
-        peer_id: "right.example".into(),
+    let credentials = |leaf: Leaf| Credentials::Cert {
+        leaf,
+        trusted: cas.to_vec(),
     };
-    let right_auth = Auth::Cert {
-        leaf: right_leaf,
-        id: "right.example".into(),
-        peer_id: left_id,
-    };
-    let (ike, esp) = ("aes256-sha256-modp2048", "aes256-sha256");
-    let tunnel = Tunnel::start(
-        config(true, &left_auth, &cas, ike, esp),
-        config(false, &right_auth, &cas, ike, esp),
+    let left = SwanctlConn::left(
+        credentials(left_leaf.clone()),
+        Some((&left_leaf.subject_dn, "right.example")),
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
     );
+    let right = left.mirrored(credentials(right_leaf));
+    let tunnel = Tunnel::start(left.charon_config(), right.charon_config());
     (tunnel, left_leaf)
 }
 
@@ -352,13 +234,14 @@ fn rsa_certificates_establish_the_tunnel() {
 
 #[test]
 fn a_wrong_pre_shared_key_is_refused() {
-    let left = Auth::Psk(random_psk());
-    let right = Auth::Psk(random_psk());
-    let (ike, esp) = ("aes256gcm16-prfsha256-x25519", "aes256gcm16");
-    let tunnel = Tunnel::start(
-        config(true, &left, &[], ike, esp),
-        config(false, &right, &[], ike, esp),
+    let left = SwanctlConn::left(
+        Credentials::Psk(random_psk()),
+        None,
+        "aes256gcm16-prfsha256-x25519",
+        "aes256gcm16",
     );
+    let right = left.mirrored(Credentials::Psk(random_psk()));
+    let tunnel = Tunnel::start(left.charon_config(), right.charon_config());
     let err = tunnel.left.initiate_child(CHILD).unwrap_err();
     assert!(format!("{err:#}").contains("failed"), "{err:#}");
     tunnel

@@ -1,12 +1,13 @@
 //! Fuzzes the IKE SA state machine's message handling (not just the decoder): arbitrary
 //! datagrams given to
 //! - a responder, as a new IKE_SA_INIT (`IkeSa::respond`: proposal choice, key exchange,
-//!   NAT detection, cookies);
+//!   NAT detection);
 //! - an initiator waiting for its IKE_SA_INIT response, with the header's SPIs patched to
 //!   be its own so that the input reaches the response's handling (key agreement,
 //!   INVALID_KE_PAYLOAD, COOKIE, error notifies);
-//! - both ends of an IKE SA established in memory, with the SPIs patched likewise (the
-//!   protected path: integrity check, replay and window checks, fragments).
+//! - both ends of an IKE SA established in memory, with the SPIs patched likewise: random
+//!   input stops at the integrity check, so this part covers the header, role and
+//!   message-ID checks in front of it.
 //!
 //! `ike_message` fuzzes the protected payloads past the integrity check with a known key.
 #![no_main]

@@ -16,6 +16,7 @@ use super::certs::{strip_leading_zeros, CertKey, EcCurve, PeerCert};
 use super::dh::uncompressed_point;
 use super::CryptoError;
 use crate::algorithms::PrfAlg;
+use crate::identity::push_der;
 
 /// Auth Method: shared key message integrity code.
 pub const AUTH_SHARED_KEY: u8 = 2;
@@ -404,17 +405,7 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 /// A DER element with a definite length.
 fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(contents.len() + 6);
-    out.push(tag);
-    let len = contents.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let significant = strip_leading_zeros(&bytes);
-        out.push(0x80 | significant.len() as u8);
-        out.extend_from_slice(significant);
-    }
-    out.extend_from_slice(contents);
+    push_der(&mut out, tag, contents);
     out
 }
 
@@ -706,7 +697,6 @@ mod tests {
     fn rsa_hash_follows_the_peers_list() {
         let key = SigningKey::from_pem(RSA_PKCS8.as_bytes()).unwrap();
         let cert = certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0);
-        let cert = PeerCert::from_der(cert).unwrap();
         for (peer_hashes, expected) in [
             (&[][..], SHA256_WITH_RSA),
             (
@@ -743,8 +733,7 @@ mod tests {
 
     #[test]
     fn rsassa_pss_from_python_verifies() {
-        let cert =
-            PeerCert::from_der(certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0)).unwrap();
+        let cert = certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0);
         let auth = unhex(PSS_AUTH_DATA);
         assert_eq!(verify_signature(&cert, &auth, PSS_OCTETS), Ok(()));
         assert_eq!(
@@ -835,7 +824,7 @@ mod tests {
         fn arbitrary_auth_data_and_pem_never_panic(
             data in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
         ) {
-            let cert = PeerCert::from_der(certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0)).unwrap();
+            let cert = certs_from_pem(PSS_CERT.as_bytes()).unwrap().remove(0);
             let _ = verify_signature(&cert, &data, b"octets");
             // The DER parsers behind the PEM layer.
             let _ = ecdsa_key(&data, None, &SystemRandom::new());

@@ -15,7 +15,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate, X509Name};
 use x509_parser::public_key::PublicKey;
 
 use super::CryptoError;
-use crate::identity::{DnAttribute, Identity};
+use crate::identity::{dn_attribute_name, DnAttribute, Identity};
 
 /// The CA certificates a peer's certificate must chain to.
 pub struct TrustAnchors {
@@ -29,20 +29,16 @@ impl TrustAnchors {
     pub fn from_pem(pem: &[u8]) -> Result<TrustAnchors, CryptoError> {
         let mut anchors = Vec::new();
         let mut spki_sha1 = Vec::new();
-        for (index, der) in CertificateDer::pem_slice_iter(pem).enumerate() {
-            let what = format!("CA certificate {}", index + 1);
-            let der = der.map_err(|e| CryptoError::Certificate(format!("{what}: {e}")))?;
-            let parsed = PeerCert::from_der(der.to_vec())
-                .map_err(|e| CryptoError::Certificate(format!("{what}: {e}")))?;
-            let anchor = webpki::anchor_from_trusted_cert(&der)
-                .map_err(|e| CryptoError::Certificate(format!("{what}: {e}")))?;
+        for (index, parsed) in parse_pem(pem, "CA certificate", "the CA file")?
+            .into_iter()
+            .enumerate()
+        {
+            let der = CertificateDer::from(parsed.der());
+            let anchor = webpki::anchor_from_trusted_cert(&der).map_err(|e| {
+                CryptoError::Certificate(format!("CA certificate {}: {e}", index + 1))
+            })?;
             anchors.push(anchor.to_owned());
             spki_sha1.push(parsed.spki_sha1());
-        }
-        if anchors.is_empty() {
-            return Err(CryptoError::Certificate(
-                "no CERTIFICATE block in the CA file".into(),
-            ));
         }
         Ok(TrustAnchors { anchors, spki_sha1 })
     }
@@ -252,22 +248,27 @@ impl std::fmt::Debug for PeerCert {
     }
 }
 
-/// Our own certificate chain from a PEM file's contents: end-entity first, then intermediates.
-pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, CryptoError> {
-    let mut chain = Vec::new();
+/// Our own certificate chain from a PEM file's contents: end-entity first, then
+/// intermediates; never empty.
+pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<PeerCert>, CryptoError> {
+    parse_pem(pem, "certificate", "the certificate file")
+}
+
+/// Every CERTIFICATE block of `pem`, parsed; errors name the `what` (numbered from 1) or
+/// the empty `file`.
+fn parse_pem(pem: &[u8], what: &str, file: &str) -> Result<Vec<PeerCert>, CryptoError> {
+    let mut certs = Vec::new();
     for (index, der) in CertificateDer::pem_slice_iter(pem).enumerate() {
-        let what = format!("certificate {}", index + 1);
-        let der = der.map_err(|e| CryptoError::Certificate(format!("{what}: {e}")))?;
-        PeerCert::from_der(der.to_vec())
-            .map_err(|e| CryptoError::Certificate(format!("{what}: {e}")))?;
-        chain.push(der.to_vec());
+        let fail = |e: String| CryptoError::Certificate(format!("{what} {}: {e}", index + 1));
+        let der = der.map_err(|e| fail(e.to_string()))?;
+        certs.push(PeerCert::from_der(der.to_vec()).map_err(|e| fail(e.to_string()))?);
     }
-    if chain.is_empty() {
-        return Err(CryptoError::Certificate(
-            "no CERTIFICATE block in the certificate file".into(),
-        ));
+    if certs.is_empty() {
+        return Err(CryptoError::Certificate(format!(
+            "no CERTIFICATE block in {file}"
+        )));
     }
-    Ok(chain)
+    Ok(certs)
 }
 
 /// The position of `part`, a subslice x509-parser returned, inside `whole`.
@@ -331,30 +332,16 @@ fn alt_names(names: &[GeneralName<'_>]) -> Vec<AltName> {
         .collect()
 }
 
-// TODO(identity): switch to `Identity::from_wire(id_type::DER_ASN1_DN, subject_der)` once
-// the identity module provides it, so IDs and certificates use one DN conversion.
-/// The subject as the `(attribute, value)` list `Identity::Dn` holds.
+/// The subject as the `(attribute, value)` list `Identity::Dn` holds. Attribute names come
+/// from `identity` (one table for both); values are decoded here because a certificate's
+/// subject may hold values an ID payload may not (shown as `#hex`, RFC 4514).
 fn dn_attributes(name: &X509Name<'_>) -> Vec<DnAttribute> {
     name.iter_rdn()
         .flat_map(|rdn| rdn.iter())
         .map(|attribute| {
             let oid = attribute.attr_type().to_id_string();
-            let short = match oid.as_str() {
-                "2.5.4.6" => "C",
-                "2.5.4.8" => "ST",
-                "2.5.4.7" => "L",
-                "2.5.4.10" => "O",
-                "2.5.4.11" => "OU",
-                "2.5.4.3" => "CN",
-                "1.2.840.113549.1.9.1" => "E",
-                "2.5.4.4" => "SN",
-                "2.5.4.42" => "GN",
-                "2.5.4.5" => "SERIALNUMBER",
-                "0.9.2342.19200300.100.1.25" => "DC",
-                _ => oid.as_str(),
-            };
             let value = attribute_text(attribute.attr_value().tag(), attribute.as_slice());
-            (short.to_string(), value)
+            (dn_attribute_name(&oid), value)
         })
         .collect()
 }
@@ -387,11 +374,7 @@ fn attribute_text(tag: Tag, content: &[u8]) -> String {
         Tag::UniversalString if content.len().is_multiple_of(4) => utf32(content),
         _ => None,
     };
-    text.unwrap_or_else(|| format!("#{}", hex_lower(content)))
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    text.unwrap_or_else(|| format!("#{}", hex::encode(content)))
 }
 
 /// Same attributes in the same order; attribute names case-insensitive, values exact.
@@ -631,6 +614,26 @@ mod tests {
     }
 
     #[test]
+    fn a_subject_with_a_uid_matches_its_dn_identity() {
+        let root = ca("Test Root", None);
+        let mut params = leaf_params();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(
+            DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 1]),
+            "gw1",
+        );
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "gw1.example.net");
+        let cert = PeerCert::from_der(leaf(&params, &root)).unwrap();
+        assert_eq!(cert.subject_text(), "UID=gw1, CN=gw1.example.net");
+        assert!(cert.matches(&Identity::parse("UID=gw1, CN=gw1.example.net").unwrap()));
+        let from_wire =
+            Identity::from_wire(crate::identity::id_type::DER_ASN1_DN, cert.subject_der()).unwrap();
+        assert!(cert.matches(&from_wire));
+    }
+
+    #[test]
     fn subject_der_is_the_encoded_name() {
         let root = ca("Test Root", None);
         let cert = PeerCert::from_der(leaf(&leaf_params(), &root)).unwrap();
@@ -663,7 +666,8 @@ mod tests {
         let root = ca("Test Root", None);
         let intermediate = ca("Test Intermediate", Some(&root));
         let chain = certs_from_pem(format!("{}{}", intermediate.pem, root.pem).as_bytes()).unwrap();
-        assert_eq!(chain, vec![intermediate.der.clone(), root.der.clone()]);
+        let ders: Vec<&[u8]> = chain.iter().map(PeerCert::der).collect();
+        assert_eq!(ders, [&intermediate.der[..], &root.der[..]]);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::crypto::auth::SigningKey;
-use crate::crypto::certs::TrustAnchors;
+use crate::crypto::certs::{PeerCert, TrustAnchors};
 use crate::identity::Identity;
 use crate::message::TrafficSelector;
 use crate::proposal::{EspProposal, IkeProposal};
@@ -45,8 +45,9 @@ pub enum LocalAuth {
     Psk(Zeroizing<Vec<u8>>),
     Cert {
         key: Box<SigningKey>,
-        /// DER, end-entity first, then intermediates (sent as CERT payloads).
-        chain: Vec<Vec<u8>>,
+        /// End-entity first, then intermediates (sent as CERT payloads); parsed once, when
+        /// the configuration is read.
+        chain: Vec<PeerCert>,
     },
 }
 

@@ -6,20 +6,16 @@ use std::time::{Duration, Instant};
 
 use super::init::{responder_child, traffic_selectors};
 use super::{
-    error_notify, notifies, notify_payload, ChildState, Exchange, Failure, IkeSa, Keys, Pending,
-    Request, Retiring, RETIRE_TIMEOUT,
+    error_notify, notifies, notify_payload, requested_group, ChildState, ChildTerms, Exchange,
+    Failure, IkeSa, Keys, Pending, Request, Retiring, RETIRE_TIMEOUT,
 };
 use crate::algorithms::DhGroup;
 use crate::crypto::dh::DhPrivate;
-use crate::crypto::keys::{ChildKeys, IkeKeys};
-use crate::message::{notify, Decoder, ExchangeType, Message, Notify, Payload};
+use crate::crypto::keys::IkeKeys;
+use crate::message::{notify, protocol, ExchangeType, Message, Notify, Payload};
 use crate::negotiate;
 use crate::ts;
 
-/// ESP's protocol ID in SA, Notify and Delete payloads.
-pub(super) const PROTOCOL_ESP: u8 = 3;
-/// IKE's protocol ID.
-pub(super) const PROTOCOL_IKE: u8 = 1;
 /// Wait before retrying a rekey the peer refused for now (TEMPORARY_FAILURE, §2.25).
 const RETRY_LATER: Duration = Duration::from_secs(10);
 /// Wait before retrying a rekey that failed outright.
@@ -57,7 +53,7 @@ pub(super) fn start_child_rekey(sa: &mut IkeSa, spi_in: u32, group: Option<DhGro
     let ni = sa.nonce();
     let mut payloads = vec![
         Payload::Notify(Notify {
-            protocol: PROTOCOL_ESP,
+            protocol: protocol::ESP,
             spi: spi_in.to_be_bytes().to_vec(),
             kind: notify::REKEY_SA,
             data: Vec::new(),
@@ -108,10 +104,7 @@ pub(super) fn handle_child_rekey_response(
     if let Some(error) = error_notify(&message) {
         match error.kind {
             notify::INVALID_KE_PAYLOAD => {
-                let wanted = error
-                    .data
-                    .get(..2)
-                    .and_then(|b| DhGroup::from_id(u16::from_be_bytes([b[0], b[1]])))
+                let wanted = requested_group(error)
                     .filter(|g| sa.config.esp_proposals.iter().any(|p| p.dh.contains(g)));
                 match wanted {
                     Some(group) if rekey.dh.as_ref().map(|d| d.group()) != Some(group) => {
@@ -130,11 +123,7 @@ pub(super) fn handle_child_rekey_response(
                 sa.close(now);
             }
             kind => {
-                sa.child_failed(match kind {
-                    notify::NO_PROPOSAL_CHOSEN => Failure::NoProposalChosen { ike: false },
-                    notify::TS_UNACCEPTABLE => Failure::TsUnacceptable,
-                    kind => Failure::PeerError(kind),
-                });
+                sa.child_failed(Failure::from_notify(kind, false));
                 rekey_later(sa, rekey.old_spi_in, RETRY_FAILED, now);
             }
         }
@@ -191,32 +180,25 @@ fn complete_child_rekey(
     if !ts::is_subset(&tsi, &local_ts) || !ts::is_subset(&tsr, &remote_ts) {
         return Err(fail("the peer widened the traffic selectors".into()));
     }
-    let (outbound, inbound) = ChildKeys::derive(
-        keys.suite.prf,
-        &keys.ike_keys.sk_d,
-        &suite,
-        shared.as_ref().map(|s| s.as_slice()),
-        &rekey.ni,
-        nr,
-    )
-    .transforms(&suite, true)
-    .map_err(|e| (old, Failure::Local(e.to_string())))?;
+    let terms = ChildTerms {
+        spi_in: rekey.new_spi_in,
+        spi_out,
+        suite,
+        local_ts: tsi,
+        remote_ts: tsr,
+        replaces: Some(old),
+    };
+    let child = sa
+        .keyed_child(
+            keys,
+            terms,
+            shared.as_ref().map(|s| s.as_slice()),
+            (&rekey.ni, nr),
+            true,
+        )
+        .map_err(|e| (old, Failure::Local(e.to_string())))?;
     let lowest_nonce = lowest(&rekey.ni, nr);
-    sa.install_child(
-        super::NewChild {
-            spi_in: rekey.new_spi_in,
-            spi_out,
-            suite,
-            inbound,
-            outbound,
-            local_ts: tsi,
-            remote_ts: tsr,
-            encap: sa.encap(),
-            path: sa.path,
-            replaces: Some(old),
-        },
-        now,
-    );
+    sa.install_child(child, now);
     record_rekey(
         sa,
         RekeyRecord {
@@ -294,7 +276,7 @@ fn key_share(message: &Message, group: DhGroup) -> Option<&[u8]> {
 /// The peer's CREATE_CHILD_SA request.
 pub(super) fn handle_request(sa: &mut IkeSa, message: &Message, now: Instant) -> Vec<Payload> {
     let offers_ike = message.payloads.iter().any(|p| match p {
-        Payload::Sa(proposals) => proposals.iter().any(|p| p.protocol == PROTOCOL_IKE),
+        Payload::Sa(proposals) => proposals.iter().any(|p| p.protocol == protocol::IKE),
         _ => false,
     });
     if offers_ike {
@@ -308,7 +290,7 @@ fn respond_child(sa: &mut IkeSa, message: &Message, now: Instant) -> Vec<Payload
         return vec![notify_payload(notify::INVALID_SYNTAX, &[])];
     };
     let rekeyed = notifies(message)
-        .find(|n| n.kind == notify::REKEY_SA && n.protocol == PROTOCOL_ESP)
+        .find(|n| n.kind == notify::REKEY_SA && n.protocol == protocol::ESP)
         .map(|n| n.spi.clone());
     let old_spi_in = match rekeyed {
         Some(spi) => {
@@ -320,7 +302,7 @@ fn respond_child(sa: &mut IkeSa, message: &Message, now: Instant) -> Vec<Payload
                 Some(child) => Some(child.spi_in),
                 None => {
                     return vec![Payload::Notify(Notify {
-                        protocol: PROTOCOL_ESP,
+                        protocol: protocol::ESP,
                         spi,
                         kind: notify::CHILD_SA_NOT_FOUND,
                         data: Vec::new(),
@@ -459,10 +441,7 @@ pub(super) fn handle_ike_rekey_response(
     if let Some(error) = error_notify(&message) {
         let retry = match error.kind {
             notify::INVALID_KE_PAYLOAD => {
-                let wanted = error
-                    .data
-                    .get(..2)
-                    .and_then(|b| DhGroup::from_id(u16::from_be_bytes([b[0], b[1]])))
+                let wanted = requested_group(error)
                     .filter(|g| *g != rekey.dh.group())
                     .filter(|g| sa.config.proposals.iter().any(|p| p.dh.contains(g)));
                 if let Some(group) = wanted {
@@ -473,10 +452,7 @@ pub(super) fn handle_ike_rekey_response(
             }
             notify::TEMPORARY_FAILURE => RETRY_LATER,
             kind => {
-                sa.failure = Some(match kind {
-                    notify::NO_PROPOSAL_CHOSEN => Failure::NoProposalChosen { ike: true },
-                    kind => Failure::PeerError(kind),
-                });
+                sa.failure = Some(Failure::from_notify(kind, true));
                 RETRY_FAILED
             }
         };
@@ -538,20 +514,13 @@ fn complete_ike_rekey(sa: &mut IkeSa, rekey: IkeRekey, message: &Message) -> Res
     let nr = nr.to_vec();
     sa.ni = rekey.ni;
     sa.nr = nr;
-    Ok(Keys {
-        spi_i: rekey.new_spi,
-        spi_r: peer_spi,
-        initiator: true,
+    Ok(Keys::new(
+        (rekey.new_spi, peer_spi),
+        true,
         suite,
         ike_keys,
-        outbound,
-        inbound,
-        decoder: Decoder::new(),
-        iv_counter: 0,
-        next_request_id: 0,
-        next_peer_id: 0,
-        last_response: None,
-    })
+        (outbound, inbound),
+    ))
 }
 
 fn respond_ike_rekey(sa: &mut IkeSa, message: &Message, _now: Instant) -> Vec<Payload> {
@@ -611,20 +580,13 @@ fn respond_ike_rekey(sa: &mut IkeSa, message: &Message, _now: Instant) -> Vec<Pa
     let Ok((outbound, inbound)) = ike_keys.transforms(&suite, false) else {
         return vec![notify_payload(notify::NO_PROPOSAL_CHOSEN, &[])];
     };
-    sa.swap_after_answer = Some(Box::new(Keys {
-        spi_i: peer_spi,
-        spi_r: our_spi,
-        initiator: false,
+    sa.swap_after_answer = Some(Box::new(Keys::new(
+        (peer_spi, our_spi),
+        false,
         suite,
         ike_keys,
-        outbound,
-        inbound,
-        decoder: Decoder::new(),
-        iv_counter: 0,
-        next_request_id: 0,
-        next_peer_id: 0,
-        last_response: None,
-    }));
+        (outbound, inbound),
+    )));
     sa.pending_nonces = Some((ni, nr.clone()));
     vec![
         Payload::Sa(vec![answer]),
@@ -655,7 +617,7 @@ fn retire_current(sa: &mut IkeSa, now: Instant, send_delete: bool) {
             response: false,
             message_id,
             payloads: vec![Payload::Delete {
-                protocol: PROTOCOL_IKE,
+                protocol: protocol::IKE,
                 spis: Vec::new(),
             }],
         };

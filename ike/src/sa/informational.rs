@@ -3,9 +3,8 @@
 
 use std::time::Instant;
 
-use super::create_child::{PROTOCOL_ESP, PROTOCOL_IKE};
 use super::{answer_with, notifies, ChildState, Failure, IkeSa, Path, Request, State};
-use crate::message::{notify, ExchangeType, Message, Payload, Protected};
+use crate::message::{notify, protocol, ExchangeType, Message, Payload, Protected};
 
 /// The peer's INFORMATIONAL request; returns our answer's payloads.
 pub(super) fn handle_request(sa: &mut IkeSa, message: &Message, _now: Instant) -> Vec<Payload> {
@@ -22,12 +21,12 @@ pub(super) fn handle_request(sa: &mut IkeSa, message: &Message, _now: Instant) -
             continue;
         };
         match *protocol {
-            PROTOCOL_IKE => {
+            protocol::IKE => {
                 sa.failure = Some(Failure::DeletedByPeer);
                 sa.state = State::Closing;
                 return Vec::new();
             }
-            PROTOCOL_ESP => {
+            protocol::ESP => {
                 for spi in spis {
                     let Ok(bytes) = <[u8; 4]>::try_from(spi.as_slice()) else {
                         continue;
@@ -47,7 +46,7 @@ pub(super) fn handle_request(sa: &mut IkeSa, message: &Message, _now: Instant) -
             |r| !matches!(r, Request::DeleteChild { spi_in } if deleted_in.contains(spi_in)),
         );
         answer.push(Payload::Delete {
-            protocol: PROTOCOL_ESP,
+            protocol: protocol::ESP,
             spis: deleted_in
                 .iter()
                 .map(|s| s.to_be_bytes().to_vec())
@@ -83,7 +82,7 @@ pub(super) fn send_delete_child(sa: &mut IkeSa, spi_in: u32, now: Instant) {
     sa.request(
         ExchangeType::Informational,
         vec![Payload::Delete {
-            protocol: PROTOCOL_ESP,
+            protocol: protocol::ESP,
             spis: vec![spi_in.to_be_bytes().to_vec()],
         }],
         Request::DeleteChild { spi_in },
@@ -95,7 +94,7 @@ pub(super) fn send_delete_ike(sa: &mut IkeSa, now: Instant) {
     sa.request(
         ExchangeType::Informational,
         vec![Payload::Delete {
-            protocol: PROTOCOL_IKE,
+            protocol: protocol::IKE,
             spis: Vec::new(),
         }],
         Request::DeleteIke,
@@ -151,7 +150,7 @@ pub(super) fn handle_retiring(
         matches!(
             p,
             Payload::Delete {
-                protocol: PROTOCOL_IKE,
+                protocol: protocol::IKE,
                 ..
             }
         )

@@ -6,30 +6,23 @@ use zeroize::Zeroizing;
 
 use super::nat::detection_hash;
 use super::{
-    error_notify, notifies, notify_payload, Exchange, Failure, IkeSa, Keys, LocalAuth, NewChild,
-    Output, Path, Pending, Refusal, RemoteAuth, Request, State,
+    error_notify, notifies, notify_payload, requested_group, ChildTerms, Exchange, Failure, IkeSa,
+    Keys, LocalAuth, NewChild, Output, Path, Pending, Refusal, RemoteAuth, Request, State,
 };
 use crate::algorithms::DhGroup;
 use crate::crypto::auth::{self, SignatureHash, AUTH_DIGITAL_SIGNATURE, AUTH_SHARED_KEY};
-use crate::crypto::certs::PeerCert;
 use crate::crypto::dh::DhPrivate;
-use crate::crypto::keys::{ChildKeys, IkeKeys};
+use crate::crypto::keys::IkeKeys;
 use crate::crypto::CryptoError;
 use crate::identity::{id_type, Identity};
 use crate::message::{
-    self, notify, Decoder, ExchangeType, IdPayload, Message, Payload, ProposalWire, TrafficSelector,
+    self, notify, ExchangeType, IdPayload, Message, Payload, ProposalWire, TrafficSelector,
 };
 use crate::negotiate;
 use crate::ts;
 
 /// X.509 Certificate - Signature (RFC 7296 §3.6): the encoding of CERT and CERTREQ.
 const CERT_ENCODING_X509: u8 = 4;
-/// Hash algorithms we verify and sign with (RFC 7427 §4).
-const OUR_SIGNATURE_HASHES: [SignatureHash; 3] = [
-    SignatureHash::Sha256,
-    SignatureHash::Sha384,
-    SignatureHash::Sha512,
-];
 /// How often the initiator follows a COOKIE or INVALID_KE_PAYLOAD before giving up.
 const MAX_INIT_ROUNDS: u8 = 3;
 
@@ -77,6 +70,21 @@ fn send_init_request(
     now: Instant,
 ) -> Result<(), Failure> {
     let (dh, ke) = DhPrivate::generate(group).map_err(|e| Failure::Local(e.to_string()))?;
+    send_init(sa, dh, ke, ni, cookie, rounds, now);
+    Ok(())
+}
+
+/// Sends IKE_SA_INIT with key share `ke` (of `dh`) and nonce `ni`, behind `cookie` if the
+/// responder asked for one, and waits for the answer.
+fn send_init(
+    sa: &mut IkeSa,
+    dh: DhPrivate,
+    ke: Vec<u8>,
+    ni: Vec<u8>,
+    cookie: Option<Vec<u8>>,
+    rounds: u8,
+    now: Instant,
+) {
     let mut payloads = Vec::new();
     if let Some(cookie) = &cookie {
         // RFC 7296 §2.6: the cookie goes first.
@@ -87,7 +95,7 @@ fn send_init_request(
         None,
     )));
     payloads.push(Payload::Ke {
-        group: group.id(),
+        group: dh.group().id(),
         data: ke.clone(),
     });
     payloads.push(Payload::Nonce(ni.clone()));
@@ -96,7 +104,7 @@ fn send_init_request(
         payloads.push(notify_payload(notify::IKEV2_FRAGMENTATION_SUPPORTED, &[]));
     }
     payloads.push(signature_hashes_notify());
-    let message = Message {
+    let request = Message {
         spi_i: sa.spi_i,
         spi_r: 0,
         exchange: ExchangeType::IkeSaInit,
@@ -104,8 +112,8 @@ fn send_init_request(
         response: false,
         message_id: 0,
         payloads,
-    };
-    let request = message.encode();
+    }
+    .encode();
     sa.send(request.clone());
     sa.pending = Some(Pending {
         message_id: 0,
@@ -124,7 +132,6 @@ fn send_init_request(
         rounds,
         request,
     }));
-    Ok(())
 }
 
 /// NAT_DETECTION_SOURCE_IP and _DESTINATION_IP for the current path. With forced
@@ -166,8 +173,8 @@ fn nat_detected(message: &Message, spi_i: u64, spi_r: u64, arrival: Path) -> boo
 
 fn signature_hashes_notify() -> Payload {
     let mut data = Vec::new();
-    for hash in OUR_SIGNATURE_HASHES {
-        data.extend_from_slice(&(hash as u16).to_be_bytes());
+    for hash in SignatureHash::ALL {
+        data.extend_from_slice(&hash.id().to_be_bytes());
     }
     notify_payload(notify::SIGNATURE_HASH_ALGORITHMS, &data)
 }
@@ -176,12 +183,7 @@ fn peer_signature_hashes(message: &Message) -> Vec<SignatureHash> {
     notifies(message)
         .filter(|n| n.kind == notify::SIGNATURE_HASH_ALGORITHMS)
         .flat_map(|n| n.data.chunks_exact(2))
-        .filter_map(|pair| match u16::from_be_bytes([pair[0], pair[1]]) {
-            2 => Some(SignatureHash::Sha256),
-            3 => Some(SignatureHash::Sha384),
-            4 => Some(SignatureHash::Sha512),
-            _ => None,
-        })
+        .filter_map(|pair| SignatureHash::from_id(u16::from_be_bytes([pair[0], pair[1]])))
         .collect()
 }
 
@@ -210,11 +212,7 @@ pub(super) fn handle_init_response(sa: &mut IkeSa, path: Path, datagram: &[u8], 
         return;
     }
     if let Some(invalid_ke) = notifies(&message).find(|n| n.kind == notify::INVALID_KE_PAYLOAD) {
-        let wanted = invalid_ke
-            .data
-            .get(..2)
-            .and_then(|b| DhGroup::from_id(u16::from_be_bytes([b[0], b[1]])));
-        let acceptable = wanted.filter(|g| {
+        let acceptable = requested_group(invalid_ke).filter(|g| {
             *g != init.dh.group() && sa.config.proposals.iter().any(|p| p.dh.contains(g))
         });
         match acceptable {
@@ -235,11 +233,7 @@ pub(super) fn handle_init_response(sa: &mut IkeSa, path: Path, datagram: &[u8], 
     }
     sa.pending = None;
     if let Some(error) = error_notify(&message) {
-        let failure = match error.kind {
-            notify::NO_PROPOSAL_CHOSEN => Failure::NoProposalChosen { ike: true },
-            kind => Failure::PeerError(kind),
-        };
-        sa.finish(Some(failure));
+        sa.finish(Some(Failure::from_notify(error.kind, true)));
         return;
     }
     if let Err(failure) = complete_init(sa, init, &message, datagram, path, now) {
@@ -247,48 +241,12 @@ pub(super) fn handle_init_response(sa: &mut IkeSa, path: Path, datagram: &[u8], 
     }
 }
 
+/// The same request as before (same key share and nonce), with the cookie first.
 fn resend_with_cookie(sa: &mut IkeSa, init: InitiatorInit, cookie: Vec<u8>, now: Instant) {
-    // Same payloads as before (same key share and nonce), with the cookie first.
-    let mut payloads = vec![notify_payload(notify::COOKIE, &cookie)];
-    payloads.push(Payload::Sa(negotiate::ike_offer(
-        &sa.config.proposals,
-        None,
-    )));
-    payloads.push(Payload::Ke {
-        group: init.dh.group().id(),
-        data: init.ke.clone(),
-    });
-    payloads.push(Payload::Nonce(init.ni.clone()));
-    payloads.extend(nat_detection(sa, sa.spi_i, 0));
-    if sa.config.fragmentation {
-        payloads.push(notify_payload(notify::IKEV2_FRAGMENTATION_SUPPORTED, &[]));
-    }
-    payloads.push(signature_hashes_notify());
-    let request = Message {
-        spi_i: sa.spi_i,
-        spi_r: 0,
-        exchange: ExchangeType::IkeSaInit,
-        initiator: true,
-        response: false,
-        message_id: 0,
-        payloads,
-    }
-    .encode();
-    sa.send(request.clone());
-    sa.pending = Some(Pending {
-        message_id: 0,
-        datagrams: vec![request.clone()],
-        request: Request::Setup,
-        sent: 1,
-        deadline: now + sa.config.retransmit.wait(0),
-        give_up: None,
-    });
-    sa.exchange = Exchange::Init(Box::new(InitiatorInit {
-        cookie: Some(cookie),
-        rounds: init.rounds + 1,
-        request,
-        ..init
-    }));
+    let InitiatorInit {
+        dh, ke, ni, rounds, ..
+    } = init;
+    send_init(sa, dh, ke, ni, Some(cookie), rounds + 1, now);
 }
 
 fn single_payload<'a, T>(
@@ -359,18 +317,9 @@ fn complete_init(
         }
     }
     sa.keys = Some(Keys {
-        spi_i,
-        spi_r,
-        initiator: true,
-        suite,
-        ike_keys,
-        outbound,
-        inbound,
-        decoder: Decoder::new(),
-        iv_counter: 0,
+        // IKE_SA_INIT took message ID 0.
         next_request_id: 1,
-        next_peer_id: 0,
-        last_response: None,
+        ..Keys::new((spi_i, spi_r), true, suite, ike_keys, (outbound, inbound))
     });
     sa.ni = init.ni;
     sa.nr = nr;
@@ -383,10 +332,7 @@ fn complete_init(
 /// address is used.
 fn our_id_payload(sa: &IkeSa) -> IdPayload {
     let subject = match &sa.config.local_auth {
-        LocalAuth::Cert { chain, .. } => chain
-            .first()
-            .and_then(|der| PeerCert::from_der(der.clone()).ok())
-            .map(|cert| cert.subject_der().to_vec()),
+        LocalAuth::Cert { chain, .. } => chain.first().map(|cert| cert.subject_der().to_vec()),
         LocalAuth::Psk(_) => None,
     };
     match (&sa.config.local_id, subject) {
@@ -420,12 +366,32 @@ fn our_id_payload(sa: &IkeSa) -> IdPayload {
     }
 }
 
+/// The octets an AUTH payload signs (RFC 7296 §2.15): the signer's IKE_SA_INIT message,
+/// the other side's nonce, and prf(SK_p, ID) with the signer's SK_pi or SK_pr.
+fn auth_octets(
+    sa: &IkeSa,
+    init_message: &[u8],
+    by_initiator: bool,
+    id: &IdPayload,
+) -> Result<Vec<u8>, Failure> {
+    let keys = sa.keys()?;
+    let (nonce, sk_p) = if by_initiator {
+        (&sa.nr, &keys.ike_keys.sk_pi)
+    } else {
+        (&sa.ni, &keys.ike_keys.sk_pr)
+    };
+    Ok(auth::signed_octets(
+        keys.suite.prf,
+        init_message,
+        nonce,
+        sk_p,
+        &id.body(),
+    ))
+}
+
 /// Our AUTH payload over `octets`, plus the CERT payloads that go with it.
 fn our_auth(sa: &IkeSa, octets: &[u8]) -> Result<(Vec<Payload>, Payload), Failure> {
-    let keys = sa
-        .keys
-        .as_ref()
-        .ok_or_else(|| Failure::Protocol("no keys".into()))?;
+    let keys = sa.keys()?;
     match &sa.config.local_auth {
         LocalAuth::Psk(psk) => Ok((
             Vec::new(),
@@ -445,9 +411,9 @@ fn our_auth(sa: &IkeSa, octets: &[u8]) -> Result<(Vec<Payload>, Payload), Failur
                 .map_err(|e| Failure::Local(format!("signing AUTH: {e}")))?;
             let certs = chain
                 .iter()
-                .map(|der| Payload::Cert {
+                .map(|cert| Payload::Cert {
                     encoding: CERT_ENCODING_X509,
-                    data: der.clone(),
+                    data: cert.der().to_vec(),
                 })
                 .collect();
             Ok((
@@ -478,19 +444,7 @@ fn send_auth_request(
     now: Instant,
 ) -> Result<(), Failure> {
     let idi = our_id_payload(sa);
-    let octets = {
-        let keys = sa
-            .keys
-            .as_ref()
-            .ok_or_else(|| Failure::Protocol("no keys".into()))?;
-        auth::signed_octets(
-            keys.suite.prf,
-            init_request,
-            &sa.nr,
-            &keys.ike_keys.sk_pi,
-            &idi.body(),
-        )
-    };
+    let octets = auth_octets(sa, init_request, true, &idi)?;
     let (certs, auth_payload) = our_auth(sa, &octets)?;
     let child_spi_in = sa.random_child_spi();
     let mut payloads = vec![Payload::IdI(idi)];
@@ -535,10 +489,7 @@ fn verify_peer(
     id: &IdPayload,
     octets: &[u8],
 ) -> Result<Identity, Failure> {
-    let keys = sa
-        .keys
-        .as_ref()
-        .ok_or_else(|| Failure::Protocol("no keys".into()))?;
+    let keys = sa.keys()?;
     let identity = Identity::from_wire(id.id_type, &id.data)
         .map_err(|e| Failure::AuthenticationFailed(format!("the peer's identity: {e}")))?;
     if let Some(expected) = &sa.config.remote_id {
@@ -614,9 +565,7 @@ pub(super) fn handle_auth_response(
     if !has_auth {
         let failure = match error_notify(&message).map(|n| n.kind) {
             Some(notify::AUTHENTICATION_FAILED) => Failure::AuthenticationRejected,
-            Some(notify::NO_PROPOSAL_CHOSEN) => Failure::NoProposalChosen { ike: false },
-            Some(notify::TS_UNACCEPTABLE) => Failure::TsUnacceptable,
-            Some(kind) => Failure::PeerError(kind),
+            Some(kind) => Failure::from_notify(kind, false),
             None => Failure::Protocol("IKE_AUTH response without AUTH".into()),
         };
         sa.finish(Some(failure));
@@ -627,19 +576,7 @@ pub(super) fn handle_auth_response(
             Payload::IdR(id) => Some(id.clone()),
             _ => None,
         })?;
-        let octets = {
-            let keys = sa
-                .keys
-                .as_ref()
-                .ok_or_else(|| Failure::Protocol("no keys".into()))?;
-            auth::signed_octets(
-                keys.suite.prf,
-                &context.init_response,
-                &sa.ni,
-                &keys.ike_keys.sk_pr,
-                &idr.body(),
-            )
-        };
+        let octets = auth_octets(sa, &context.init_response, false, &idr)?;
         verify_peer(sa, &message, &idr, &octets)
     })();
     if let Err(failure) = verified {
@@ -665,11 +602,7 @@ pub(super) fn handle_auth_response(
 }
 
 fn child_failure(message: &Message) -> Option<Failure> {
-    error_notify(message).map(|n| match n.kind {
-        notify::NO_PROPOSAL_CHOSEN => Failure::NoProposalChosen { ike: false },
-        notify::TS_UNACCEPTABLE => Failure::TsUnacceptable,
-        kind => Failure::PeerError(kind),
-    })
+    error_notify(message).map(|n| Failure::from_notify(n.kind, false))
 }
 
 fn initiator_child(
@@ -680,10 +613,7 @@ fn initiator_child(
     if let Some(failure) = child_failure(message) {
         return Err(failure);
     }
-    let keys = sa
-        .keys
-        .as_ref()
-        .ok_or_else(|| Failure::Protocol("no keys".into()))?;
+    let keys = sa.keys()?;
     let answer = single_payload(message, "SA", |p| match p {
         Payload::Sa(proposals) => Some(proposals.as_slice()),
         _ => None,
@@ -696,29 +626,16 @@ fn initiator_child(
             "the responder widened the traffic selectors".into(),
         ));
     }
-    let child_keys = ChildKeys::derive(
-        keys.suite.prf,
-        &keys.ike_keys.sk_d,
-        &suite,
-        None,
-        &sa.ni,
-        &sa.nr,
-    );
-    let (outbound, inbound) = child_keys
-        .transforms(&suite, true)
-        .map_err(|e| Failure::Local(e.to_string()))?;
-    Ok(NewChild {
+    let terms = ChildTerms {
         spi_in: context.child_spi_in,
         spi_out,
         suite,
-        inbound,
-        outbound,
         local_ts: tsi,
         remote_ts: tsr,
-        encap: sa.encap(),
-        path: sa.path,
         replaces: None,
-    })
+    };
+    sa.keyed_child(keys, terms, None, (&sa.ni, &sa.nr), true)
+        .map_err(|e| Failure::Local(e.to_string()))
 }
 
 pub(super) fn traffic_selectors(
@@ -831,18 +748,15 @@ pub(super) fn respond_init(sa: &mut IkeSa, request: &[u8], now: Instant) -> Resu
     .encode();
     sa.send(response.clone());
     sa.keys = Some(Keys {
-        spi_i: sa.spi_i,
-        spi_r: sa.spi_r,
-        initiator: false,
-        suite,
-        ike_keys,
-        outbound,
-        inbound,
-        decoder: Decoder::new(),
-        iv_counter: 0,
-        next_request_id: 0,
+        // IKE_SA_INIT took message ID 0.
         next_peer_id: 1,
-        last_response: None,
+        ..Keys::new(
+            (sa.spi_i, sa.spi_r),
+            false,
+            suite,
+            ike_keys,
+            (outbound, inbound),
+        )
     });
     sa.ni = ni;
     sa.nr = nr;
@@ -865,19 +779,7 @@ pub(super) fn handle_auth_request(sa: &mut IkeSa, message: &Message, now: Instan
             Payload::IdI(id) => Some(id.clone()),
             _ => None,
         })?;
-        let octets = {
-            let keys = sa
-                .keys
-                .as_ref()
-                .ok_or_else(|| Failure::Protocol("no keys".into()))?;
-            auth::signed_octets(
-                keys.suite.prf,
-                &init.request,
-                &sa.nr,
-                &keys.ike_keys.sk_pi,
-                &idi.body(),
-            )
-        };
+        let octets = auth_octets(sa, &init.request, true, &idi)?;
         verify_peer(sa, message, &idi, &octets)
     })();
     if let Err(failure) = verified {
@@ -886,20 +788,8 @@ pub(super) fn handle_auth_request(sa: &mut IkeSa, message: &Message, now: Instan
         return vec![notify_payload(notify::AUTHENTICATION_FAILED, &[])];
     }
     let idr = our_id_payload(sa);
-    let ours = (|| {
-        let keys = sa
-            .keys
-            .as_ref()
-            .ok_or_else(|| Failure::Protocol("no keys".into()))?;
-        let octets = auth::signed_octets(
-            keys.suite.prf,
-            &init.response,
-            &sa.ni,
-            &keys.ike_keys.sk_pr,
-            &idr.body(),
-        );
-        our_auth(sa, &octets)
-    })();
+    let ours =
+        auth_octets(sa, &init.response, false, &idr).and_then(|octets| our_auth(sa, &octets));
     let (certs, auth_payload) = match ours {
         Ok(ours) => ours,
         Err(failure) => {
@@ -971,30 +861,16 @@ pub(super) fn responder_child(
         &offered_tsr,
     )
     .ok_or((Failure::TsUnacceptable, notify::TS_UNACCEPTABLE))?;
-    let child_keys = ChildKeys::derive(
-        keys.suite.prf,
-        &keys.ike_keys.sk_d,
-        &suite,
-        pfs.map(|(_, shared)| shared),
-        ni,
-        nr,
-    );
-    let (outbound, inbound) = child_keys
-        .transforms(&suite, false)
+    let terms = ChildTerms {
+        spi_in,
+        spi_out,
+        suite,
+        local_ts: tsr,
+        remote_ts: tsi,
+        replaces: None,
+    };
+    let child = sa
+        .keyed_child(keys, terms, pfs.map(|(_, shared)| shared), (ni, nr), false)
         .map_err(|e| (Failure::Local(e.to_string()), notify::NO_PROPOSAL_CHOSEN))?;
-    Ok((
-        NewChild {
-            spi_in,
-            spi_out,
-            suite,
-            inbound,
-            outbound,
-            local_ts: tsr,
-            remote_ts: tsi,
-            encap: sa.encap(),
-            path: sa.path,
-            replaces: None,
-        },
-        answer,
-    ))
+    Ok((child, answer))
 }

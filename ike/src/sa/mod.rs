@@ -29,8 +29,9 @@ pub use config::{LocalAuth, RemoteAuth, Retransmit, SaConfig};
 
 use crate::algorithms::{DhGroup, EncrAlg};
 use crate::crypto::auth::SignatureHash;
-use crate::crypto::keys::IkeKeys;
+use crate::crypto::keys::{ChildKeys, IkeKeys};
 use crate::crypto::transform::Transform;
+use crate::crypto::CryptoError;
 use crate::message::{
     self, notify, Decoder, ExchangeType, Message, Notify, Payload, Protected, TrafficSelector,
 };
@@ -91,7 +92,7 @@ pub enum Output {
     PathChanged(Path),
     /// The peer said INITIAL_CONTACT: other IKE SAs with this peer are stale.
     InitialContact,
-    /// The IKE SA was rekeyed: it now also answers to new SPIs ([`IkeSa::all_spis`]).
+    /// The IKE SA was rekeyed: it now also answers to new SPIs ([`IkeSa::our_spis`]).
     IkeRekeyed,
     /// The SPIs of an IKE SA replaced by a rekey are no longer in use.
     SpisRetired {
@@ -121,6 +122,51 @@ pub struct NewChild {
     pub path: Path,
     /// The inbound SPI of the CHILD_SA this one rekeys.
     pub replaces: Option<u32>,
+}
+
+/// A CHILD_SA as an exchange negotiated it, before it has keys.
+struct ChildTerms {
+    spi_in: u32,
+    spi_out: u32,
+    suite: EspSuite,
+    local_ts: Vec<TrafficSelector>,
+    remote_ts: Vec<TrafficSelector>,
+    replaces: Option<u32>,
+}
+
+impl IkeSa {
+    /// Keys a negotiated CHILD_SA (RFC 7296 §2.17) from SK_d, the exchange's nonces and its
+    /// PFS secret; `initiator` is our role in that exchange, which orders the keys.
+    fn keyed_child(
+        &self,
+        keys: &Keys,
+        terms: ChildTerms,
+        pfs: Option<&[u8]>,
+        (ni, nr): (&[u8], &[u8]),
+        initiator: bool,
+    ) -> Result<NewChild, CryptoError> {
+        let (outbound, inbound) = ChildKeys::derive(
+            keys.suite.prf,
+            &keys.ike_keys.sk_d,
+            &terms.suite,
+            pfs,
+            ni,
+            nr,
+        )
+        .transforms(&terms.suite, initiator)?;
+        Ok(NewChild {
+            spi_in: terms.spi_in,
+            spi_out: terms.spi_out,
+            suite: terms.suite,
+            inbound,
+            outbound,
+            local_ts: terms.local_ts,
+            remote_ts: terms.remote_ts,
+            encap: self.encap(),
+            path: self.path,
+            replaces: terms.replaces,
+        })
+    }
 }
 
 impl fmt::Debug for NewChild {
@@ -275,6 +321,30 @@ struct Keys {
 }
 
 impl Keys {
+    /// Keys for SPIs `spi_i`/`spi_r`, with nothing sent or received under them yet.
+    fn new(
+        (spi_i, spi_r): (u64, u64),
+        initiator: bool,
+        suite: IkeSuite,
+        ike_keys: IkeKeys,
+        (outbound, inbound): (Transform, Transform),
+    ) -> Keys {
+        Keys {
+            spi_i,
+            spi_r,
+            initiator,
+            suite,
+            ike_keys,
+            outbound,
+            inbound,
+            decoder: Decoder::new(),
+            iv_counter: 0,
+            next_request_id: 0,
+            next_peer_id: 0,
+            last_response: None,
+        }
+    }
+
     fn our_spi(&self) -> u64 {
         if self.initiator {
             self.spi_i
@@ -487,15 +557,6 @@ impl IkeSa {
         }
     }
 
-    /// Every SPI pair this SA answers to (the current one, and a retiring one).
-    pub fn all_spis(&self) -> Vec<(u64, u64)> {
-        let mut spis = vec![self.spis()];
-        if let Some(retiring) = &self.retiring {
-            spis.push((retiring.keys.spi_i, retiring.keys.spi_r));
-        }
-        spis
-    }
-
     /// The SPIs we chose (ours in the current SA and in a retiring one): a datagram whose
     /// header carries one of them, in our role's place, belongs to this SA.
     pub fn our_spis(&self) -> Vec<u64> {
@@ -559,6 +620,13 @@ impl IkeSa {
         if let Some(child) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
             child.bytes = bytes;
         }
+    }
+
+    /// The keys, which every exchange after IKE_SA_INIT needs.
+    fn keys(&self) -> Result<&Keys, Failure> {
+        self.keys
+            .as_ref()
+            .ok_or_else(|| Failure::Protocol("no keys".into()))
     }
 
     /// Starts a rekey of every installed CHILD_SA now (operator request or test).
@@ -827,35 +895,32 @@ impl IkeSa {
 
     fn handle_request(&mut self, message: Message, now: Instant) {
         let id = message.message_id;
-        let answer = match message.exchange {
-            ExchangeType::IkeAuth if self.state == State::HalfOpen => {
+        // RFC 7296 §2.5: a critical payload we do not know rejects the whole message,
+        // before any of it is acted on.
+        let critical = message.payloads.iter().find_map(|p| match p {
+            Payload::Unknown {
+                critical: true,
+                kind,
+                ..
+            } => Some(*kind),
+            _ => None,
+        });
+        let answer = match (critical, message.exchange) {
+            (Some(kind), _) => vec![notify_payload(
+                notify::UNSUPPORTED_CRITICAL_PAYLOAD,
+                &[kind],
+            )],
+            (None, ExchangeType::IkeAuth) if self.state == State::HalfOpen => {
                 init::handle_auth_request(self, &message, now)
             }
-            ExchangeType::CreateChildSa if self.state == State::Established => {
+            (None, ExchangeType::CreateChildSa) if self.state == State::Established => {
                 create_child::handle_request(self, &message, now)
             }
-            ExchangeType::Informational => informational::handle_request(self, &message, now),
+            (None, ExchangeType::Informational) => {
+                informational::handle_request(self, &message, now)
+            }
             _ => vec![notify_payload(notify::INVALID_SYNTAX, &[])],
         };
-        if let Some(critical) = message
-            .payloads
-            .iter()
-            .find(|p| matches!(p, Payload::Unknown { critical: true, .. }))
-        {
-            let kind = match critical {
-                Payload::Unknown { kind, .. } => *kind,
-                _ => 0,
-            };
-            self.answer(
-                id,
-                message.exchange,
-                vec![notify_payload(
-                    notify::UNSUPPORTED_CRITICAL_PAYLOAD,
-                    &[kind],
-                )],
-            );
-            return;
-        }
         self.answer(id, message.exchange, answer);
     }
 
@@ -1175,12 +1240,7 @@ fn answer_with(
 }
 
 fn notify_payload(kind: u16, data: &[u8]) -> Payload {
-    Payload::Notify(Notify {
-        protocol: 0,
-        spi: Vec::new(),
-        kind,
-        data: data.to_vec(),
-    })
+    Payload::Notify(Notify::new(kind, data.to_vec()))
 }
 
 /// The notifies of a message.
@@ -1191,9 +1251,27 @@ fn notifies(message: &Message) -> impl Iterator<Item = &Notify> {
     })
 }
 
+impl Failure {
+    /// What the peer's error notify `kind` says about the SA we asked for: the IKE SA
+    /// (`ike`) or a CHILD_SA.
+    fn from_notify(kind: u16, ike: bool) -> Failure {
+        match kind {
+            notify::NO_PROPOSAL_CHOSEN => Failure::NoProposalChosen { ike },
+            notify::TS_UNACCEPTABLE if !ike => Failure::TsUnacceptable,
+            kind => Failure::PeerError(kind),
+        }
+    }
+}
+
+/// The group an INVALID_KE_PAYLOAD notify asks for, if it names one we know.
+fn requested_group(invalid_ke: &Notify) -> Option<DhGroup> {
+    let id = invalid_ke.data.get(..2)?;
+    DhGroup::from_id(u16::from_be_bytes([id[0], id[1]]))
+}
+
 /// The first error notify (types below 16384) of a response.
 fn error_notify(message: &Message) -> Option<&Notify> {
-    notifies(message).find(|n| n.kind < 16384)
+    notifies(message).find(|n| n.is_error())
 }
 
 #[cfg(test)]

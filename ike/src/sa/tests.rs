@@ -262,6 +262,39 @@ fn assert_child_keys_match(a: &NewChild, b: &NewChild) {
     }
 }
 
+#[test]
+fn a_request_with_an_unknown_critical_payload_is_refused_whole() {
+    let mut pair = established_pair(site_a(), site_b());
+    // A Delete of the IKE SA, next to a critical payload the responder cannot know: the
+    // message is refused (RFC 7296 §2.5) and the Delete is not carried out.
+    let now = pair.now;
+    pair.initiator.sa.request(
+        ExchangeType::Informational,
+        vec![
+            Payload::Unknown {
+                kind: 200,
+                critical: true,
+                data: vec![1, 2, 3],
+            },
+            Payload::Delete {
+                protocol: crate::message::protocol::IKE,
+                spis: Vec::new(),
+            },
+        ],
+        Request::Dpd,
+        now,
+    );
+    pair.run();
+    let responder = pair.responder();
+    assert_eq!(responder.sa.state(), State::Established);
+    assert!(
+        responder.seen.closed.is_empty(),
+        "{:?}",
+        responder.seen.closed
+    );
+    assert!(responder.seen.children_down.is_empty());
+}
+
 fn established_pair(initiator: SaConfig, responder: SaConfig) -> Pair {
     let pair = Pair::start(initiator, responder);
     assert_eq!(pair.initiator.sa.state(), State::Established);
@@ -695,8 +728,6 @@ fn forced_encapsulation_moves_to_nat_t() {
 
 #[test]
 fn a_half_open_sa_times_out() {
-    let mut pair = Pair::start(site_a(), site_b());
-    let _ = &mut pair;
     let now = Instant::now();
     let request = {
         let mut sa = IkeSa::initiate(Arc::new(site_a()), initiator_path(), now).unwrap();
@@ -779,7 +810,7 @@ mod certificates {
         SaConfig {
             local_auth: LocalAuth::Cert {
                 key: Box::new(SigningKey::from_pem(own.1.as_bytes()).unwrap()),
-                chain: vec![own.0],
+                chain: vec![crate::crypto::certs::PeerCert::from_der(own.0).unwrap()],
             },
             remote_auth: RemoteAuth::Cert(TrustAnchors::from_pem(ca.pem.as_bytes()).unwrap()),
             ..base

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::dataplane::{ChildPolicy, OutboundChild, TunnelData};
 use super::esp::{InboundSa, OutboundSa};
 use super::host::{ControlEvent, EspRoute, HostInner};
-use super::status::{ChildSaView, IkeSaView, IpsecCounters, IpsecView};
+use super::status::{ChildSaView, IkeSaView, IpsecView};
 use crate::tunnel::RekeyTarget;
 
 /// Replay window of inbound CHILD_SAs, in packets (strongSwan's default is 32; a larger
@@ -75,7 +74,8 @@ pub(crate) struct Control {
     next_poll: Instant,
     /// When the last NAT keepalive went out.
     last_keepalive: Option<Instant>,
-    pub counters: Arc<IpsecCounters>,
+    /// Counts kept across SAs (they come and go with rekeys); only this task writes them.
+    totals: Totals,
     view: Arc<RwLock<Published>>,
     epoch: (Instant, SystemTime),
 }
@@ -88,7 +88,6 @@ impl Control {
         host: Arc<HostInner>,
         events: mpsc::Receiver<ControlEvent>,
         view: Arc<RwLock<Published>>,
-        counters: Arc<IpsecCounters>,
     ) -> Control {
         let now = Instant::now();
         Control {
@@ -107,7 +106,7 @@ impl Control {
             last_failure: None,
             last_keepalive: None,
             next_poll: now + DATA_POLL,
-            counters,
+            totals: Totals::default(),
             view,
             epoch: (now, SystemTime::now()),
         }
@@ -204,9 +203,13 @@ impl Control {
             let Ok(request) = decode(datagram) else {
                 return;
             };
-            if let CookieCheck::Challenge(answer) = self.cookies.check(&request, path.remote.ip()) {
-                let _ = self.host.send_ike(path, &answer).await;
-                return;
+            match self.cookies.check(&request, path.remote.ip()) {
+                CookieCheck::Valid => {}
+                CookieCheck::Challenge(answer) => {
+                    let _ = self.host.send_ike(path, &answer).await;
+                    return;
+                }
+                CookieCheck::Drop => return,
             }
         }
         match IkeSa::respond(self.settings.sa.clone(), path, datagram, now) {
@@ -257,6 +260,7 @@ impl Control {
     }
 
     async fn on_trigger(&mut self) {
+        self.data.trigger_taken();
         let wants = matches!(
             self.settings.start,
             StartAction::Trap | StartAction::Initiate
@@ -465,7 +469,7 @@ impl Control {
                 }
                 Output::InitialContact => self.drop_others(id),
                 Output::IkeRekeyed => {
-                    self.counters.ike_rekeys.fetch_add(1, Ordering::Relaxed);
+                    self.totals.ike_rekeys += 1;
                     let spis = self.sa_by_id(id).map(IkeSa::our_spis).unwrap_or_default();
                     for spi in spis {
                         self.host.route_ike(spi, self.data.events.clone());
@@ -513,7 +517,7 @@ impl Control {
         // one's inbound half stays until its Delete.
         self.data.set_outbound(Some(outbound.clone()));
         if child.replaces.is_some() {
-            self.counters.child_rekeys.fetch_add(1, Ordering::Relaxed);
+            self.totals.child_rekeys += 1;
         }
         tracing::info!(tunnel = %self.name, spi_in = format_args!("{:08x}", child.spi_in),
             spi_out = format_args!("{:08x}", child.spi_out), suite = %child.suite,
@@ -534,15 +538,9 @@ impl Control {
         let Some(removed) = self.children.remove(&spi_in) else {
             return;
         };
-        self.counters
-            .retired_replay_drops
-            .fetch_add(removed.inbound.replay_drops(), Ordering::Relaxed);
-        self.counters
-            .retired_bytes_in
-            .fetch_add(removed.inbound.bytes(), Ordering::Relaxed);
-        self.counters
-            .retired_bytes_out
-            .fetch_add(removed.outbound.sa.bytes(), Ordering::Relaxed);
+        self.totals.retired_replay_drops += removed.inbound.replay_drops();
+        self.totals.retired_bytes_in += removed.inbound.bytes();
+        self.totals.retired_bytes_out += removed.outbound.sa.bytes();
         let current = self
             .data
             .outbound
@@ -575,6 +573,16 @@ impl Control {
 
     /// Removes an SA and everything it installed, without telling the peer.
     fn forget(&mut self, id: u64) {
+        self.release(id);
+        if let Some(index) = self.index_of(id) {
+            self.sas.remove(index);
+        }
+    }
+
+    /// Removes what SA `id` installed: its CHILD_SAs from the data plane, its SPIs from the
+    /// host's IKE routes. The SA itself stays in `sas` (a closed one goes at the end of
+    /// the event).
+    fn release(&mut self, id: u64) {
         let spis: Vec<u32> = self
             .children
             .iter()
@@ -584,31 +592,16 @@ impl Control {
         for spi in spis {
             self.uninstall(spi);
         }
-        if let Some(index) = self.index_of(id) {
-            let (_, sa) = self.sas.remove(index);
-            for spi in sa.our_spis() {
-                self.host.unroute_ike(spi);
-            }
+        for spi in self.sa_by_id(id).map(IkeSa::our_spis).unwrap_or_default() {
+            self.host.unroute_ike(spi);
         }
     }
 
     fn closed(&mut self, id: u64, failure: Option<Failure>) {
-        let Some(index) = self.index_of(id) else {
+        let Some(peer) = self.sa_by_id(id).map(|sa| sa.path().remote) else {
             return;
         };
-        let peer = self.sas[index].1.path().remote;
-        let spis: Vec<u32> = self
-            .children
-            .iter()
-            .filter(|(_, c)| c.owner == id)
-            .map(|(spi, _)| *spi)
-            .collect();
-        for spi in spis {
-            self.uninstall(spi);
-        }
-        for spi in self.sas[index].1.our_spis() {
-            self.host.unroute_ike(spi);
-        }
+        self.release(id);
         let now = Instant::now();
         match &failure {
             Some(failure) => {
@@ -616,7 +609,7 @@ impl Control {
                     failure,
                     Failure::AuthenticationFailed(_) | Failure::AuthenticationRejected
                 ) {
-                    self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
+                    self.totals.auth_failures += 1;
                 }
                 let restart = match failure {
                     Failure::DeadPeer => self.settings.dpd_action == DpdAction::Restart,
@@ -711,8 +704,22 @@ impl Control {
         let mut published = self.view.write().unwrap_or_else(|e| e.into_inner());
         published.view.ike_sas = ike_sas;
         published.view.last_failure = self.last_failure.clone();
+        // Published together: a CHILD_SA's counters are either live or retired, never both.
         published.live = live;
+        published.totals = self.totals;
     }
+}
+
+/// What the tunnel's totals hold beyond its live CHILD_SAs.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    ike_rekeys: u64,
+    child_rekeys: u64,
+    auth_failures: u64,
+    /// Of CHILD_SAs already removed.
+    retired_replay_drops: u64,
+    retired_bytes_in: u64,
+    retired_bytes_out: u64,
 }
 
 /// What a tunnel's IKE task publishes for the API and metrics: the SAs as of its last
@@ -722,6 +729,7 @@ impl Control {
 pub(crate) struct Published {
     view: IpsecView,
     live: HashMap<u32, (Arc<InboundSa>, Arc<OutboundChild>)>,
+    totals: Totals,
 }
 
 /// A selector as an operator writes it: a CIDR where the range is one, else a range.
@@ -749,7 +757,7 @@ fn cidr_of(start: IpAddr, end: IpAddr) -> Option<ipnet::IpNet> {
     })
 }
 
-/// Locks a view for reading (poison-tolerant, like the rest of netstack).
+/// The published view with fresh CHILD_SA counters and the tunnel's totals.
 pub(crate) fn read_view(published: &RwLock<Published>) -> IpsecView {
     let published = published.read().unwrap_or_else(|e| e.into_inner());
     let mut view = published.view.clone();
@@ -766,5 +774,16 @@ pub(crate) fn read_view(published: &RwLock<Published>) -> IpsecView {
             child.packets_out = outbound.sa.packets();
         }
     }
+    let totals = published.totals;
+    let children = view.ike_sas.iter().flat_map(|sa| &sa.children);
+    let (live_in, live_out, live_replays) = children.fold((0, 0, 0), |(i, o, r), c| {
+        (i + c.bytes_in, o + c.bytes_out, r + c.replay_drops)
+    });
+    view.ike_rekeys = totals.ike_rekeys;
+    view.child_rekeys = totals.child_rekeys;
+    view.auth_failures = totals.auth_failures;
+    view.replay_drops = totals.retired_replay_drops + live_replays;
+    view.bytes_in = totals.retired_bytes_in + live_in;
+    view.bytes_out = totals.retired_bytes_out + live_out;
     view
 }

@@ -8,7 +8,7 @@
 //! the two directions use both cores. Buffers are allocated once per task.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -19,8 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use tun_rs::{GROTable, VIRTIO_NET_HDR_LEN};
 
-use super::esp::{EspError, OutboundSa, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE};
+use super::esp::{
+    EspError, OutboundSa, MAX_OVERHEAD, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE,
+};
 use super::host::{ControlEvent, EspRoute, HostInner};
+use crate::device::{is_fatal, Fault};
 
 /// Why a packet was dropped; `as_str` is the `reason` label of
 /// `siteward_tunnel_packets_dropped_total`.
@@ -137,10 +140,16 @@ pub(crate) struct TunnelData {
     /// and what is counted as `no_sa` rather than `no_route`.
     configured: ChildPolicy,
     pub drops: Drops,
+    /// Why the outbound task stopped, if it did.
+    pub fault: Fault,
     /// When ESP last arrived (ms since `epoch`), for DPD.
     last_inbound_ms: AtomicU64,
     /// When ESP was last sent (ms since `epoch`), for NAT keepalives.
     last_outbound_ms: AtomicU64,
+    /// A [`ControlEvent::Trigger`] is queued and not yet taken: traffic without a
+    /// CHILD_SA sends one, not one per packet (which would crowd the peer's IKE messages
+    /// out of the queue).
+    trigger_pending: AtomicBool,
     epoch: Instant,
     pub events: mpsc::Sender<ControlEvent>,
 }
@@ -162,8 +171,10 @@ impl TunnelData {
             outbound: RwLock::new(None),
             configured,
             drops: Drops::default(),
+            fault: Fault::default(),
             last_inbound_ms: AtomicU64::new(0),
             last_outbound_ms: AtomicU64::new(0),
+            trigger_pending: AtomicBool::new(false),
             epoch: Instant::now(),
             events,
         }
@@ -178,6 +189,21 @@ impl TunnelData {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Asks the IKE task for a CHILD_SA, unless that is already asked.
+    fn trigger(&self) {
+        if !self.trigger_pending.swap(true, Ordering::AcqRel)
+            && self.events.try_send(ControlEvent::Trigger).is_err()
+        {
+            // The queue is full: let the next packet ask again.
+            self.trigger_pending.store(false, Ordering::Release);
+        }
+    }
+
+    /// The IKE task took the trigger: the next packet without a CHILD_SA may send another.
+    pub fn trigger_taken(&self) {
+        self.trigger_pending.store(false, Ordering::Release);
     }
 
     /// When ESP last arrived, if ever.
@@ -220,9 +246,6 @@ fn addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr, u8)> {
     }
 }
 
-/// Room ESP adds around an inner packet: header 8, IV up to 16, padding up to 15, pad
-/// length and next header 2, ICV 16; rounded up.
-const ESP_ROOM: usize = 64;
 /// Packets one TUN read may split into: a 64 KiB TSO read at the smallest MSS the MTU
 /// allows (1280 - 40) is 53 segments.
 const SEGMENTS_PER_READ: usize = 64;
@@ -236,7 +259,7 @@ const TUN_WRITE_BATCH: usize = 64;
 /// with the current CHILD_SA into one buffer, and sends runs of equal-sized ESP packets
 /// with one system call (UDP GSO; bare ESP one by one).
 pub(crate) async fn outbound(data: Arc<TunnelData>, cancel: CancellationToken) {
-    let slot = usize::from(data.mtu) + ESP_ROOM;
+    let slot = usize::from(data.mtu) + MAX_OVERHEAD;
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
     // Fresh zeroed allocations (not clones) stay untouched until used, so an idle tunnel
     // costs little resident memory.
@@ -253,6 +276,12 @@ pub(crate) async fn outbound(data: Arc<TunnelData>, cancel: CancellationToken) {
         };
         let count = match read {
             Ok(count) => count,
+            Err(e) if is_fatal(&e) => {
+                // The device is gone or broken: stop, and let the status say why.
+                data.fault
+                    .record(&data.name, format!("reading the TUN device: {e}"));
+                return;
+            }
             Err(e) => {
                 tracing::debug!(tunnel = %data.name, error = %e, "reading the TUN device failed");
                 data.drops.count(DropReason::IoError);
@@ -271,7 +300,7 @@ pub(crate) async fn outbound(data: Arc<TunnelData>, cancel: CancellationToken) {
                 // its own packets, such as IPv6 router solicitations, into the device).
                 if data.configured.allows_outbound(source, destination) {
                     data.drops.count(DropReason::NoSa);
-                    let _ = data.events.try_send(ControlEvent::Trigger);
+                    data.trigger();
                 } else {
                     data.drops.count(DropReason::NoRoute);
                 }
@@ -290,7 +319,7 @@ pub(crate) async fn outbound(data: Arc<TunnelData>, cancel: CancellationToken) {
                 Err(e) => {
                     data.drops.count(DropReason::Esp(e));
                     if e == EspError::SequenceExhausted {
-                        let _ = data.events.try_send(ControlEvent::Trigger);
+                        data.trigger();
                     }
                     continue;
                 }
@@ -428,7 +457,9 @@ impl TunWriter {
         if !same || self.used == self.slots.len() {
             self.flush().await;
         }
-        self.tunnel = Some(data.clone());
+        if self.tunnel.is_none() {
+            self.tunnel = Some(data.clone());
+        }
         let slot = &mut self.slots[self.used];
         slot.clear();
         slot.resize(VIRTIO_NET_HDR_LEN, 0);

@@ -13,6 +13,7 @@ use quinn_udp::RecvMeta;
 use siteward_ike::message::{decode_header, ExchangeType};
 use siteward_ike::sa::{Path, NAT_T_PORT};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::dataplane::{self, TunWriter, TunnelData};
@@ -48,7 +49,6 @@ pub(crate) struct Responder {
 }
 
 /// An inbound CHILD_SA and the tunnel it belongs to.
-#[derive(Clone)]
 pub(crate) struct EspRoute {
     pub sa: Arc<InboundSa>,
     pub data: Arc<TunnelData>,
@@ -63,13 +63,16 @@ pub(crate) struct HostInner {
     /// Our IKE SPI → the IKE task of the tunnel whose SA chose it.
     ike_routes: RwLock<HashMap<u64, mpsc::Sender<ControlEvent>>>,
     responders: RwLock<Vec<Responder>>,
-    esp: RwLock<HashMap<u32, EspRoute>>,
+    /// Behind an `Arc`: a packet's lookup takes one reference, not three.
+    esp: RwLock<HashMap<u32, Arc<EspRoute>>>,
 }
 
-/// A handle on the shared endpoints; the last one dropped closes them.
+/// A handle on the shared endpoints; the last one released (or dropped) closes them.
 pub(crate) struct Host {
     pub inner: Arc<HostInner>,
     cancel: CancellationToken,
+    /// The receive tasks, which hold the sockets.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Drop for Host {
@@ -114,14 +117,34 @@ impl Host {
             esp: RwLock::new(HashMap::new()),
         });
         let cancel = CancellationToken::new();
-        tokio::spawn(receive_udp(inner.clone(), false, cancel.clone()));
-        tokio::spawn(receive_udp(inner.clone(), true, cancel.clone()));
+        let mut tasks = vec![
+            tokio::spawn(receive_udp(inner.clone(), false, cancel.clone())),
+            tokio::spawn(receive_udp(inner.clone(), true, cancel.clone())),
+        ];
         if inner.raw.is_some() {
-            tokio::spawn(receive_raw(inner.clone(), cancel.clone()));
+            tasks.push(tokio::spawn(receive_raw(inner.clone(), cancel.clone())));
         }
-        let host = Arc::new(Host { inner, cancel });
+        let host = Arc::new(Host {
+            inner,
+            cancel,
+            tasks: Mutex::new(tasks),
+        });
         *slot = Arc::downgrade(&host);
         Ok(host)
+    }
+
+    /// Gives this handle up. The last one stops the receive tasks and waits for them, so
+    /// the sockets are closed when it returns: a tunnel restarted right after (a reload)
+    /// binds the same ports again.
+    pub async fn release(self: Arc<Self>) {
+        let Some(host) = Arc::into_inner(self) else {
+            return;
+        };
+        host.cancel.cancel();
+        let tasks = std::mem::take(&mut *host.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
     }
 }
 
@@ -158,7 +181,7 @@ impl HostInner {
         self.esp
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(spi, route);
+            .insert(spi, Arc::new(route));
     }
 
     pub fn unroute_esp(&self, spi: u32) {
@@ -275,7 +298,7 @@ impl HostInner {
             .map(|r| r.events.clone())
     }
 
-    fn esp_route(&self, spi: u32) -> Option<EspRoute> {
+    fn esp_route(&self, spi: u32) -> Option<Arc<EspRoute>> {
         self.esp
             .read()
             .unwrap_or_else(|e| e.into_inner())

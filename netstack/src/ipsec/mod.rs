@@ -23,11 +23,10 @@ mod dataplane;
 pub mod esp;
 mod host;
 mod raw;
-pub mod replay;
+mod replay;
 mod settings;
 pub mod status;
 mod tunnel;
-pub mod udp_encap;
+mod udp_encap;
 
-pub use dataplane::DropReason;
 pub use tunnel::IpsecTunnel;

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use siteward_config::{IpsecAuth, IpsecTunnel};
 use siteward_ike::crypto::auth::SigningKey;
-use siteward_ike::crypto::certs::{certs_from_pem, PeerCert, TrustAnchors};
+use siteward_ike::crypto::certs::{certs_from_pem, TrustAnchors};
 use siteward_ike::message::TrafficSelector;
 use siteward_ike::sa::{LocalAuth, RemoteAuth, Retransmit, SaConfig};
 use zeroize::Zeroizing;
@@ -32,17 +32,15 @@ pub(crate) fn settings_of(config: &IpsecTunnel) -> Result<Settings, String> {
         } => {
             let chain = certs_from_pem(cert_pem)
                 .map_err(|e| format!("certificate {}: {e}", cert_file.display()))?;
-            let own = chain
-                .first()
-                .cloned()
-                .ok_or_else(|| format!("certificate {}: no certificate in it", cert_file.display()))
-                .and_then(|der| {
-                    PeerCert::from_der(der)
-                        .map_err(|e| format!("certificate {}: {e}", cert_file.display()))
-                })?;
+            let Some(own) = chain.first() else {
+                return Err(format!(
+                    "certificate {}: no certificate in it",
+                    cert_file.display()
+                ));
+            };
             let key = SigningKey::from_pem(key_pem.expose().as_bytes())
                 .map_err(|e| format!("private key {}: {e}", key_file.display()))?;
-            if !key.matches_certificate(&own) {
+            if !key.matches_certificate(own) {
                 return Err(format!(
                     "private key {} does not belong to certificate {}",
                     key_file.display(),
@@ -52,8 +50,9 @@ pub(crate) fn settings_of(config: &IpsecTunnel) -> Result<Settings, String> {
             let anchors = TrustAnchors::from_pem(ca_pem)
                 .map_err(|e| format!("CA certificate {}: {e}", ca_file.display()))?;
             // Our own chain must validate too, or every peer will refuse it.
-            let intermediates = chain[1..].to_vec();
-            if let Err(e) = anchors.verify(own.der(), &intermediates, SystemTime::now()) {
+            let ders: Vec<Vec<u8>> = chain.iter().map(|c| c.der().to_vec()).collect();
+            let intermediates = &ders[1..];
+            if let Err(e) = anchors.verify(own.der(), intermediates, SystemTime::now()) {
                 tracing::warn!(certificate = %cert_file.display(), error = %e,
                     "our certificate does not validate against our own CA");
             }
@@ -83,7 +82,8 @@ pub(crate) fn settings_of(config: &IpsecTunnel) -> Result<Settings, String> {
             .iter()
             .map(|n| TrafficSelector::from_net(*n))
             .collect(),
-        dpd_delay: config.dpd_delay.filter(|d| !d.is_zero()),
+        // Config already turned "0s" into None.
+        dpd_delay: config.dpd_delay,
         ike_rekey_time: config.rekey_time,
         child_rekey_time: config.child_rekey_time,
         child_rekey_bytes: config.child_rekey_bytes,

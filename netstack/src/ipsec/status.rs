@@ -1,7 +1,6 @@
 //! What an IPsec tunnel shows in `GET /api/v1/tunnels` and in metrics.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 /// The IKE side of an IPsec tunnel's status.
@@ -15,6 +14,9 @@ pub struct IpsecView {
     pub auth_failures: u64,
     /// Replayed ESP packets dropped, over every CHILD_SA the tunnel had.
     pub replay_drops: u64,
+    /// Inner bytes received and sent, over every CHILD_SA the tunnel had.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -53,43 +55,4 @@ pub struct ChildSaView {
     pub encap: bool,
     /// Replaced by a rekey, waiting for its Delete.
     pub rekeyed: bool,
-}
-
-/// Counters kept across SAs (the SAs come and go with rekeys).
-#[derive(Debug, Default)]
-pub struct IpsecCounters {
-    pub ike_rekeys: AtomicU64,
-    pub child_rekeys: AtomicU64,
-    pub auth_failures: AtomicU64,
-    /// Of CHILD_SAs already removed; the live ones are added when reading.
-    pub retired_replay_drops: AtomicU64,
-    pub retired_bytes_in: AtomicU64,
-    pub retired_bytes_out: AtomicU64,
-}
-
-impl IpsecCounters {
-    /// Fills the view's totals from the counters and its live CHILD_SAs.
-    pub fn complete(&self, view: &mut IpsecView) {
-        let live_replays: u64 = view
-            .ike_sas
-            .iter()
-            .flat_map(|sa| &sa.children)
-            .map(|c| c.replay_drops)
-            .sum();
-        view.ike_rekeys = self.ike_rekeys.load(Ordering::Relaxed);
-        view.child_rekeys = self.child_rekeys.load(Ordering::Relaxed);
-        view.auth_failures = self.auth_failures.load(Ordering::Relaxed);
-        view.replay_drops = self.retired_replay_drops.load(Ordering::Relaxed) + live_replays;
-    }
-
-    /// Bytes (received, sent) of the tunnel's ESP, over every CHILD_SA it had.
-    pub fn bytes(&self, view: &IpsecView) -> (u64, u64) {
-        let children = view.ike_sas.iter().flat_map(|sa| &sa.children);
-        let (live_in, live_out) =
-            children.fold((0, 0), |(i, o), c| (i + c.bytes_in, o + c.bytes_out));
-        (
-            self.retired_bytes_in.load(Ordering::Relaxed) + live_in,
-            self.retired_bytes_out.load(Ordering::Relaxed) + live_out,
-        )
-    }
 }

@@ -13,8 +13,7 @@ use super::control::{read_view, Control, Published};
 use super::dataplane::{self, ChildPolicy, TunnelData};
 use super::host::{ControlEvent, Host, Responder};
 use super::settings::settings_of;
-use super::status::IpsecCounters;
-use crate::netlink::Netlink;
+use crate::device::{self, Device};
 use crate::tunnel::{
     BoxFuture, PeerStatus, RekeyError, RekeyTarget, Tunnel, TunnelError, TunnelStatus, Update,
 };
@@ -29,7 +28,6 @@ pub struct IpsecTunnel {
     host: Arc<Host>,
     data: Arc<TunnelData>,
     view: Arc<RwLock<Published>>,
-    counters: Arc<IpsecCounters>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -45,31 +43,25 @@ impl IpsecTunnel {
         let settings = settings_of(ipsec).map_err(fail)?;
         let host = Host::acquire(ipsec.local_port).map_err(fail)?;
 
-        let tun = tun_rs::DeviceBuilder::new()
-            .name(&config.interface)
-            .mtu(ipsec.mtu)
-            .offload(true)
-            .build_async()
-            .map_err(|e| fail(format!("creating TUN device {}: {e}", config.interface)))?;
-        let netlink =
-            Netlink::connect().map_err(|e| fail(format!("opening a netlink socket: {e}")))?;
-        let ifindex = netlink
-            .link_index(&config.interface)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        for address in &ipsec.addresses {
-            netlink
-                .add_address(ifindex, *address)
-                .await
-                .map_err(|e| fail(format!("on {}: {e}", config.interface)))?;
-        }
-        netlink
-            .set_up(ifindex, u32::from(ipsec.mtu))
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let host_addresses = netlink.addresses().await.map_err(|e| fail(e.to_string()))?;
+        let Device {
+            tun,
+            netlink,
+            index: ifindex,
+        } = device::open(&config.name, &config.interface, ipsec.mtu, &ipsec.addresses).await?;
+        // The box's addresses are listed only when none of the tunnel's own is a source.
+        let mut box_addresses: Option<Vec<IpAddr>> = None;
         for net in &ipsec.remote_ts {
-            let source = route_source(ipsec, &host_addresses, net.addr().is_ipv4());
+            let ipv4 = net.addr().is_ipv4();
+            let own = ipsec.addresses.iter().map(|a| a.addr());
+            let mut source = address_in_local_ts(ipsec, own, ipv4);
+            if source.is_none() {
+                if box_addresses.is_none() {
+                    box_addresses =
+                        Some(netlink.addresses().await.map_err(|e| fail(e.to_string()))?);
+                }
+                let others = box_addresses.iter().flatten().copied();
+                source = address_in_local_ts(ipsec, others, ipv4);
+            }
             netlink
                 .add_route_from(ifindex, *net, source)
                 .await
@@ -110,7 +102,6 @@ impl IpsecTunnel {
             events: events_tx,
         });
         let view = Arc::new(RwLock::new(Published::default()));
-        let counters = Arc::new(IpsecCounters::default());
         let control = Control::new(
             config.name.clone(),
             settings,
@@ -118,7 +109,6 @@ impl IpsecTunnel {
             host.inner.clone(),
             events_rx,
             view.clone(),
-            counters.clone(),
         );
         let cancel = CancellationToken::new();
         let tasks = vec![
@@ -134,7 +124,6 @@ impl IpsecTunnel {
             host,
             data,
             view,
-            counters,
             cancel,
             tasks,
         })
@@ -143,33 +132,25 @@ impl IpsecTunnel {
 
 /// The source address for traffic this box itself sends into the tunnel: one inside
 /// `local_ts`, so the far side's selectors accept it and its routes lead back (strongSwan
-/// picks one the same way). The tunnel's own `addresses` come first, then any address of
-/// the box; None if there is none of that family.
-fn route_source(
+/// picks one the same way). The tunnel's own `addresses` are tried first, then any address
+/// of the box.
+fn address_in_local_ts(
     ipsec: &siteward_config::IpsecTunnel,
-    host_addresses: &[IpAddr],
+    mut candidates: impl Iterator<Item = IpAddr>,
     ipv4: bool,
 ) -> Option<IpAddr> {
-    let inside =
-        |ip: &IpAddr| ip.is_ipv4() == ipv4 && ipsec.local_ts.iter().any(|ts| ts.contains(ip));
-    ipsec
-        .addresses
-        .iter()
-        .map(|net| net.addr())
-        .chain(host_addresses.iter().copied())
-        .find(inside)
+    candidates.find(|ip| ip.is_ipv4() == ipv4 && ipsec.local_ts.iter().any(|ts| ts.contains(ip)))
 }
 
 impl Tunnel for IpsecTunnel {
     fn status(&self) -> TunnelStatus {
-        let mut view = read_view(&self.view);
-        self.counters.complete(&mut view);
-        let (rx_bytes, tx_bytes) = self.counters.bytes(&view);
+        let view = read_view(&self.view);
         let established = view
             .ike_sas
             .iter()
             .find(|sa| sa.state == "established" && !sa.children.is_empty());
-        let up = established.is_some();
+        let fault = self.data.fault.get();
+        let up = established.is_some() && fault.is_none();
         let peer = view.ike_sas.first().map(|sa| PeerStatus {
             name: self
                 .remote_id
@@ -178,8 +159,8 @@ impl Tunnel for IpsecTunnel {
             public_key: String::new(),
             endpoint: Some(sa.remote),
             last_handshake: sa.established,
-            rx_bytes,
-            tx_bytes,
+            rx_bytes: view.bytes_in,
+            tx_bytes: view.bytes_out,
             persistent_keepalive: None,
             allowed_ips: Vec::new(),
         });
@@ -187,10 +168,10 @@ impl Tunnel for IpsecTunnel {
             name: self.name.clone(),
             kind: "ipsec",
             interface: self.interface.clone(),
-            running: true,
+            running: fault.is_none(),
             up,
             listen_port: Some(self.host.inner.ike_port),
-            error: None,
+            error: fault,
             peers: peer.into_iter().collect(),
             dropped: self.data.drops.snapshot(),
             ipsec: Some(view),
@@ -219,12 +200,23 @@ impl Tunnel for IpsecTunnel {
 
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            self.host.inner.remove_responder(&self.name);
-            self.cancel.cancel();
-            for task in self.tasks {
+            let IpsecTunnel {
+                name,
+                host,
+                data,
+                cancel,
+                tasks,
+                ..
+            } = *self;
+            host.inner.remove_responder(&name);
+            cancel.cancel();
+            for task in tasks {
                 let _ = task.await;
             }
-            // Dropping the TUN device (with `data`) removes the interface and its routes.
+            // Dropping the TUN device (with `data`) removes the interface and its routes;
+            // then the shared sockets close if no other IPsec tunnel uses them.
+            drop(data);
+            host.release().await;
         })
     }
 }

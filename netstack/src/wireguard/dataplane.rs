@@ -16,6 +16,7 @@ use tun_rs::{GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 use super::drops::DropReason;
 use super::peer::{Peer, PeerTable};
 use super::Shared;
+use crate::device::is_fatal;
 
 /// WireGuard adds 32 bytes (header and tag) and pads the payload to 16 bytes.
 const OVERHEAD: usize = 32 + 16;
@@ -56,7 +57,9 @@ pub(super) async fn outbound(shared: Arc<Shared>, cancel: CancellationToken) {
             Ok(count) => count,
             Err(e) if is_fatal(&e) => {
                 // The device is gone or broken: stop, and let the status say why.
-                shared.fail(format!("reading the TUN device: {e}"));
+                shared
+                    .fault
+                    .record(&shared.name, format!("reading the TUN device: {e}"));
                 return;
             }
             Err(e) => {
@@ -224,7 +227,9 @@ pub(super) async fn inbound(shared: Arc<Shared>, cancel: CancellationToken) {
         let count = match received {
             Ok(count) => count,
             Err(e) if is_fatal(&e) => {
-                shared.fail(format!("receiving on the UDP socket: {e}"));
+                shared
+                    .fault
+                    .record(&shared.name, format!("receiving on the UDP socket: {e}"));
                 return;
             }
             Err(e) => {
@@ -444,17 +449,6 @@ pub(super) async fn timers(shared: Arc<Shared>, cancel: CancellationToken) {
     }
 }
 
-/// An error after which the device or socket will not work again (as opposed to one
-/// packet that could not be handled, or a full buffer).
-fn is_fatal(error: &std::io::Error) -> bool {
-    match error.raw_os_error() {
-        Some(libc::EAGAIN | libc::EINTR | libc::ENOBUFS | libc::ENOMEM | libc::EMSGSIZE) => false,
-        // Errors tun-rs makes itself (a malformed offload header) concern one packet.
-        None => false,
-        Some(_) => true,
-    }
-}
-
 /// IPv4 peers reach a dual-stack socket as `::ffff:a.b.c.d`; name them as IPv4.
 fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
@@ -497,13 +491,5 @@ mod tests {
         let r = run(1456, 44, 1456);
         assert!(!r.accepts(to, 44 * 1456, 1456, 64));
         assert!(r.accepts(to, 44 * 1456, 1000, 64));
-    }
-
-    #[test]
-    fn only_os_errors_other_than_transient_ones_are_fatal() {
-        assert!(!is_fatal(&std::io::Error::from_raw_os_error(libc::EAGAIN)));
-        assert!(!is_fatal(&std::io::Error::from_raw_os_error(libc::ENOBUFS)));
-        assert!(!is_fatal(&std::io::Error::other("malformed virtio header")));
-        assert!(is_fatal(&std::io::Error::from_raw_os_error(libc::EBADFD)));
     }
 }

@@ -30,6 +30,7 @@ use siteward_config::{Host, HostPort, Tunnel as TunnelConfig, TunnelKind, Wiregu
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::device::{self, Device, Fault};
 use crate::netlink::Netlink;
 use crate::tunnel::{
     BoxFuture, RekeyError, RekeyTarget, Tunnel, TunnelError, TunnelStatus, Update,
@@ -60,21 +61,10 @@ pub(crate) struct Shared {
     drops: Drops,
     next_index: AtomicU32,
     /// Why the data plane stopped, if it did.
-    fault: Mutex<Option<String>>,
+    fault: Fault,
 }
 
 impl Shared {
-    /// Records why the data plane stopped (the first reason wins).
-    fn fail(&self, why: String) {
-        tracing::error!(tunnel = %self.name, error = %why, "tunnel data plane stopped");
-        let mut fault = self.fault.lock().unwrap_or_else(|e| e.into_inner());
-        fault.get_or_insert(why);
-    }
-
-    fn fault(&self) -> Option<String> {
-        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
     fn table(&self) -> Arc<PeerTable> {
         self.peers.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -131,29 +121,11 @@ impl WireguardTunnel {
             .local_port()
             .map_err(|e| fail(format!("reading the bound UDP port: {e}")))?;
 
-        let tun = tun_rs::DeviceBuilder::new()
-            .name(&config.interface)
-            .mtu(wg.mtu)
-            .offload(true)
-            .build_async()
-            .map_err(|e| fail(format!("creating TUN device {}: {e}", config.interface)))?;
-
-        let netlink =
-            Netlink::connect().map_err(|e| fail(format!("opening a netlink socket: {e}")))?;
-        let ifindex = netlink
-            .link_index(&config.interface)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        for address in &wg.addresses {
-            netlink
-                .add_address(ifindex, *address)
-                .await
-                .map_err(|e| fail(format!("on {}: {e}", config.interface)))?;
-        }
-        netlink
-            .set_up(ifindex, u32::from(wg.mtu))
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let Device {
+            tun,
+            netlink,
+            index: ifindex,
+        } = device::open(&config.name, &config.interface, wg.mtu, &wg.addresses).await?;
 
         let rate_limiter = Arc::new(RateLimiter::new(&public_key, HANDSHAKE_RATE_LIMIT));
         let shared = Arc::new(Shared {
@@ -169,7 +141,7 @@ impl WireguardTunnel {
             mtu: wg.mtu,
             drops: Drops::default(),
             next_index: AtomicU32::new(1),
-            fault: Mutex::new(None),
+            fault: Fault::default(),
         });
         let mut peers = Vec::with_capacity(wg.peers.len());
         for peer_config in &wg.peers {
@@ -293,7 +265,7 @@ impl Tunnel for WireguardTunnel {
     fn status(&self) -> TunnelStatus {
         let table = self.shared.table();
         let peers: Vec<_> = table.peers.iter().map(|p| p.status()).collect();
-        let fault = self.shared.fault();
+        let fault = self.shared.fault.get();
         let running = fault.is_none();
         let now = SystemTime::now();
         let up = running
