@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::model::{ClientCert, SpoolSettings, Uplink};
+use crate::model::{CertAndKey, SpoolSettings, Uplink};
 use crate::raw::{RawSpool, RawUplink};
 use crate::validate::{duration, existing_file, secret, Errors};
 
@@ -48,7 +48,7 @@ pub(crate) fn uplink(raw: RawUplink, base_dir: &Path, errors: &mut Errors) -> Op
             let cert_file = existing_file(base_dir, cert, "uplink.client_cert_file", errors);
             let key_file = existing_file(base_dir, key, "uplink.client_key_file", errors);
             match (cert_file, key_file) {
-                (Some(cert_file), Some(key_file)) => Some(Some(ClientCert {
+                (Some(cert_file), Some(key_file)) => Some(Some(CertAndKey {
                     cert_file,
                     key_file,
                 })),

@@ -136,6 +136,8 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<FieldErro
                 tunnels,
                 uplink,
                 spool,
+                connectors: Vec::new(),
+                relays: Vec::new(),
             })
         }
         _ => Err(errors.0),

@@ -18,6 +18,7 @@ mod outcome;
 pub mod probes;
 pub mod protocol;
 pub mod simulate;
+pub mod sources;
 pub mod spool;
 pub mod uplink;
 

@@ -35,7 +35,7 @@ pub enum ClientError {
     #[error("uplink.ca_file {path}: {why}")]
     CaFile { path: String, why: String },
     #[error("uplink client certificate: {0}")]
-    ClientCert(String),
+    CertAndKey(String),
     #[error("uplink TLS settings: {0}")]
     Tls(String),
 }
@@ -119,14 +119,14 @@ impl UplinkClient {
                 let certs = CertificateDer::pem_file_iter(&client.cert_file)
                     .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
                     .map_err(|e| {
-                        ClientError::ClientCert(format!("{}: {e}", client.cert_file.display()))
+                        ClientError::CertAndKey(format!("{}: {e}", client.cert_file.display()))
                     })?;
                 let key = PrivateKeyDer::from_pem_file(&client.key_file).map_err(|e| {
-                    ClientError::ClientCert(format!("{}: {e}", client.key_file.display()))
+                    ClientError::CertAndKey(format!("{}: {e}", client.key_file.display()))
                 })?;
                 builder
                     .with_client_auth_cert(certs, key)
-                    .map_err(|e| ClientError::ClientCert(e.to_string()))?
+                    .map_err(|e| ClientError::CertAndKey(e.to_string()))?
             }
         };
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
