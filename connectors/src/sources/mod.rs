@@ -98,3 +98,22 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// A source or relay that could not start (a listener that cannot bind, a directory that
+/// cannot be watched...): what was being done, and the system's reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{doing}: {source}")]
+pub struct StartError {
+    pub doing: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl StartError {
+    pub fn new(doing: impl Into<String>, source: std::io::Error) -> StartError {
+        StartError {
+            doing: doing.into(),
+            source,
+        }
+    }
+}
