@@ -468,3 +468,659 @@ fn is_variable_key(key: &str) -> bool {
             .get(key.len() - SUFFIX.len()..)
             .is_some_and(|end| end.eq_ignore_ascii_case(SUFFIX))
 }
+
+// The simulator stands in for Asterisk, which cannot be installed here; it speaks AMI
+// with the same codec and reports calls with the field names Asterisk documents.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{self, Write};
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+    use siteward_config::{Host, HostPort, Placement, Secret, WhenFull};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::{mpsc, Notify};
+
+    use crate::protocol::ami::{decode_message, Decoder};
+    use crate::simulate::asterisk_ami::{serve_with, Call, CallOutcome, Control, Mode, Options};
+    use crate::sources::ConnectorCounters;
+    use crate::spool::{Event, Spool};
+
+    const SECRET: &str = "pbx-s3cret";
+
+    fn sim_options() -> Options {
+        Options {
+            mode: Mode::Ok,
+            username: "siteward".into(),
+            secret: Some(Secret::new(SECRET)),
+            secret_file: None,
+            version: "7.0.3".into(),
+            delay_ms: 0,
+            events: false,
+            // Calls come only from the tests.
+            event_interval_ms: 0,
+            interleaved_calls: false,
+            read_only_user: false,
+        }
+    }
+
+    struct Pbx {
+        addr: SocketAddr,
+        control: Control,
+        shutdown: CancellationToken,
+        task: JoinHandle<io::Result<()>>,
+    }
+
+    impl Drop for Pbx {
+        fn drop(&mut self) {
+            self.shutdown.cancel();
+        }
+    }
+
+    async fn pbx_on(listener: TcpListener, options: Options) -> Pbx {
+        let addr = listener.local_addr().unwrap();
+        let control = Control::new();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve_with(
+            listener,
+            options,
+            control.clone(),
+            shutdown.clone(),
+        ));
+        Pbx {
+            addr,
+            control,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn pbx(options: Options) -> Pbx {
+        pbx_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), options).await
+    }
+
+    /// Fast clocks, so reconnections and keep-alives happen within a test.
+    fn fast() -> Timing {
+        Timing {
+            first_retry: Duration::from_millis(10),
+            ..Timing::default()
+        }
+    }
+
+    struct Connector {
+        spool: Arc<Spool>,
+        counters: Arc<ConnectorCounters>,
+        cancel: CancellationToken,
+        task: JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Connector {
+        fn drop(&mut self) {
+            self.cancel.cancel();
+        }
+    }
+
+    fn config(addr: SocketAddr, events: &[&str], secret: &str) -> AmiSource {
+        AmiSource {
+            target: HostPort {
+                host: Host::Ip(addr.ip()),
+                port: addr.port(),
+            },
+            username: "siteward".into(),
+            secret: Secret::new(secret),
+            events: events.iter().map(|e| e.to_string()).collect(),
+            reconnect_max: Duration::from_millis(50),
+            placement: Placement::default(),
+        }
+    }
+
+    fn connector(config: &AmiSource, spool_bytes: u64, timing: Timing) -> Connector {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(&dir.path().join("spool.redb"), spool_bytes).unwrap());
+        let counters = Arc::new(ConnectorCounters::default());
+        let sink = Sink::new(
+            "pbx",
+            WhenFull::Block,
+            spool.clone(),
+            Arc::new(Notify::new()),
+            counters.clone(),
+        );
+        let cancel = CancellationToken::new();
+        let task = start_with(config, sink, cancel.clone(), timing).unwrap();
+        Connector {
+            spool,
+            counters,
+            cancel,
+            task,
+            _dir: dir,
+        }
+    }
+
+    impl Connector {
+        fn connected(&self) -> u64 {
+            self.counters.connected.load(Ordering::Relaxed)
+        }
+
+        fn received(&self) -> u64 {
+            self.counters.received.load(Ordering::Relaxed)
+        }
+
+        fn rejected(&self) -> u64 {
+            self.counters.rejected.load(Ordering::Relaxed)
+        }
+
+        fn stored(&self) -> Vec<Event> {
+            self.spool
+                .peek(None, 1000, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|(_, event)| event)
+                .collect()
+        }
+
+        /// Cancels the client and waits for its task, which must end (not hang or panic).
+        async fn stop(mut self) {
+            self.cancel.cancel();
+            let task = &mut self.task;
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the client did not stop when cancelled")
+                .expect("the client task panicked");
+        }
+    }
+
+    /// Polls `done` until it holds, failing after a generous bound.
+    async fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < give_up, "gave up waiting for {what}");
+            sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn kinds(events: &[Event]) -> Vec<&str> {
+        events.iter().map(|e| e.kind.as_str()).collect()
+    }
+
+    fn json_of(event: &Event) -> Value {
+        serde_json::from_slice(&event.payload).unwrap()
+    }
+
+    /// Log lines of the test's thread (tokio tests run their tasks on it).
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Logs {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Logs {
+        fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+            let logs = Logs::default();
+            let writer = logs.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish();
+            (logs, tracing::subscriber::set_default(subscriber))
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+
+        fn lines_with(&self, needle: &str) -> Vec<String> {
+            self.text()
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_string)
+                .collect()
+        }
+    }
+
+    fn answered(secs: u64) -> CallOutcome {
+        CallOutcome::Answered {
+            talk: Duration::from_secs(secs),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_is_stored_event_by_event_in_order_with_its_exact_fields() {
+        let pbx = pbx(sim_options()).await;
+        let c = connector(&config(pbx.addr, &[], SECRET), 1 << 20, fast());
+        wait_for("login", || c.connected() == 1).await;
+
+        let call = pbx.control.place_call(
+            &Call::new("1001", "1002", answered(57))
+                .with_variable("DEPT", "sales")
+                .with_variable("QUEUE", "support"),
+        );
+        let expected = 1 + call.events.len() as u64;
+        wait_for("the call's events", || c.received() == expected).await;
+        let stored = c.stored();
+        assert_eq!(
+            kinds(&stored),
+            [
+                "ami.FullyBooted",
+                "ami.Newchannel",
+                "ami.Newchannel",
+                "ami.DialBegin",
+                "ami.Newstate",
+                "ami.Newstate",
+                "ami.DialEnd",
+                "ami.Newstate",
+                "ami.Hangup",
+                "ami.Hangup",
+                "ami.Cdr",
+            ]
+        );
+        assert!(stored.iter().all(|e| e.connector == "pbx"));
+
+        // Every field the PBX sent is in the stored object, repeated keys as arrays.
+        for (event, sent) in stored[1..].iter().zip(&call.events) {
+            let object = json_of(event);
+            for (key, value) in sent.fields() {
+                let stored_value = &object[key.as_str()];
+                let found = match stored_value {
+                    Value::String(s) => s == value,
+                    Value::Array(all) => all.iter().any(|v| v == value.as_str()),
+                    _ => false,
+                };
+                assert!(found, "{key}: {value:?} missing from {object}");
+            }
+            assert_eq!(object.as_object().unwrap().len(), {
+                let mut keys: Vec<_> = sent.fields().iter().map(|(k, _)| k).collect();
+                keys.dedup();
+                keys.len()
+            });
+        }
+
+        // The caller's Hangup, byte for byte: keys in the order sent.
+        let hangup = String::from_utf8(stored[9].payload.clone()).unwrap();
+        let (channel, id) = (&call.caller_channel, &call.caller_uniqueid);
+        assert_eq!(
+            hangup,
+            format!(
+                r#"{{"Event":"Hangup","Privilege":"call,all","Channel":"{channel}","ChannelState":"6","ChannelStateDesc":"Up","CallerIDNum":"1001","CallerIDName":"Extension 1001","ConnectedLineNum":"<unknown>","ConnectedLineName":"<unknown>","Language":"en","AccountCode":"","Context":"from-internal","Exten":"1002","Priority":"1","Uniqueid":"{id}","Linkedid":"{id}","ChanVariable":["DEPT=sales","QUEUE=support"],"Cause":"16","Cause-txt":"Normal Clearing"}}"#
+            )
+        );
+        let cdr = json_of(&stored[10]);
+        assert_eq!(cdr["Disposition"], "ANSWERED");
+        assert_eq!(cdr["Duration"], "60");
+        assert_eq!(cdr["BillableSeconds"], "57");
+        assert_eq!(cdr["DestinationChannel"], json!(call.callee_channel));
+        assert_eq!(cdr["CallerID"], "\"Extension 1001\" <1001>");
+
+        c.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_filter_keeps_only_the_named_events_with_or_without_server_filters() {
+        for read_only_user in [false, true] {
+            let mut options = sim_options();
+            options.read_only_user = read_only_user;
+            let pbx = pbx(options).await;
+            let c = connector(
+                &config(pbx.addr, &["Hangup", "Cdr"], SECRET),
+                1 << 20,
+                fast(),
+            );
+            wait_for("login", || c.connected() == 1).await;
+            let call = pbx
+                .control
+                .place_call(&Call::new("2001", "2002", CallOutcome::Busy));
+            // A second call ends with Cdr: once it is stored, everything before it was read.
+            let last = pbx
+                .control
+                .place_call(&Call::new("2003", "2004", CallOutcome::NoAnswer));
+            wait_for("the filtered events", || c.received() == 6).await;
+            let stored = c.stored();
+            assert_eq!(
+                kinds(&stored),
+                [
+                    "ami.Hangup",
+                    "ami.Hangup",
+                    "ami.Cdr",
+                    "ami.Hangup",
+                    "ami.Hangup",
+                    "ami.Cdr"
+                ],
+                "read_only_user = {read_only_user}"
+            );
+            assert_eq!(json_of(&stored[1])["Channel"], json!(call.caller_channel));
+            assert_eq!(json_of(&stored[5])["UniqueID"], json!(last.caller_uniqueid));
+            // With filters the server sent FullyBooted (before they were added) and the
+            // six wanted events; refused, it sent everything and we chose here.
+            let sent = if read_only_user {
+                1 + call.events.len() + last.events.len()
+            } else {
+                1 + 6
+            } as u64;
+            wait_for("the server's count", || pbx.control.events_sent() == sent).await;
+            c.stop().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn reconnects_after_the_pbx_drops_the_connection_or_restarts() {
+        let (logs, _guard) = Logs::capture();
+        let pbx = pbx(sim_options()).await;
+        let c = connector(&config(pbx.addr, &["Cdr"], SECRET), 1 << 20, fast());
+        wait_for("login", || c.connected() == 1).await;
+
+        // Sessions dropped, the PBX still up: the client logs in again at once.
+        pbx.control.drop_connections();
+        wait_for("a second login", || pbx.control.logins() == 2).await;
+        wait_for("connected again", || c.connected() == 1).await;
+        let call = pbx
+            .control
+            .place_call(&Call::new("1001", "1002", answered(3)));
+        wait_for("the call after the reconnection", || c.received() == 1).await;
+        assert_eq!(
+            json_of(&c.stored()[0])["UniqueID"],
+            json!(call.caller_uniqueid)
+        );
+
+        // The PBX goes away: not connected while it is down.
+        let addr = pbx.addr;
+        pbx.shutdown.cancel();
+        let mut pbx = pbx;
+        (&mut pbx.task).await.unwrap().unwrap();
+        drop(pbx);
+        wait_for("disconnected", || c.connected() == 0).await;
+        assert!(!c.task.is_finished());
+
+        // It comes back on the same address: connected again, and its calls arrive.
+        let pbx = pbx_on(TcpListener::bind(addr).await.unwrap(), sim_options()).await;
+        wait_for("connected to the restarted PBX", || c.connected() == 1).await;
+        let call = pbx
+            .control
+            .place_call(&Call::new("1003", "1004", CallOutcome::Busy));
+        wait_for("the call after the restart", || c.received() == 2).await;
+        assert_eq!(
+            json_of(&c.stored()[1])["UniqueID"],
+            json!(call.caller_uniqueid)
+        );
+
+        let lost = logs.lines_with("asterisk-ami connection lost");
+        assert!(!lost.is_empty(), "{}", logs.text());
+        assert!(
+            lost.iter().all(|l| l.contains("WARN") && l.contains("pbx")),
+            "{lost:?}"
+        );
+        let connected = logs.lines_with("asterisk-ami connected and logged in");
+        assert!(connected.len() >= 3, "{}", logs.text());
+        assert!(connected
+            .iter()
+            .all(|l| l.contains("INFO") && l.contains("pbx")));
+        c.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_wrong_secret_is_not_connected_retried_and_logged_without_the_secret() {
+        let (logs, _guard) = Logs::capture();
+        let pbx = pbx(sim_options()).await;
+        let c = connector(&config(pbx.addr, &[], "wrong-secret"), 1 << 20, fast());
+        wait_for("three refused logins", || pbx.control.refused_logins() >= 3).await;
+        assert_eq!(c.connected(), 0);
+        assert_eq!(pbx.control.logins(), 0);
+        assert_eq!(c.received(), 0);
+        let refused = logs.lines_with("asterisk-ami login refused");
+        assert!(refused.len() >= 2, "{}", logs.text());
+        for line in &refused {
+            assert!(line.contains("WARN") && line.contains("pbx"), "{line}");
+            assert!(line.contains("Authentication failed"), "{line}");
+            assert!(line.contains("\"siteward\""), "{line}");
+        }
+        assert!(!logs.text().contains("wrong-secret"), "{}", logs.text());
+        c.stop().await;
+    }
+
+    /// What a fake PBX does with one connection.
+    #[derive(Debug, Clone, Copy)]
+    enum Fake {
+        /// Another protocol's greeting.
+        GarbageBanner,
+        /// A banner, a successful login, then a line that is not AMI.
+        GarbageAfterLogin,
+        /// A banner, a successful login, then an endless message.
+        Oversized,
+        /// A banner, a successful login, then nothing, Ping unanswered.
+        SilentAfterLogin,
+    }
+
+    /// A fake PBX acting out `script`, one entry per connection (the last repeats); each
+    /// accepted connection is reported on the channel.
+    async fn fake_pbx(script: Vec<Fake>) -> (SocketAddr, mpsc::UnboundedReceiver<Fake>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted, report) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for n in 0.. {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let Some(&act) = script.get(n).or(script.last()) else {
+                    return;
+                };
+                let _ = accepted.send(act);
+                tokio::spawn(async move {
+                    if let Fake::GarbageBanner = act {
+                        let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
+                        return;
+                    }
+                    let _ = conn.write_all(b"Asterisk Call Manager/7.0.3\r\n").await;
+                    let mut decoder = Decoder::new();
+                    let mut chunk = [0u8; 1024];
+                    let login = loop {
+                        if let Ok(Some(m)) = decoder.next_message() {
+                            break m;
+                        }
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => decoder.feed(&chunk[..n]),
+                        }
+                    };
+                    let id = login.action_id().unwrap_or_default();
+                    let ok = format!("Response: Success\r\nActionID: {id}\r\n\r\n");
+                    let _ = conn.write_all(ok.as_bytes()).await;
+                    match act {
+                        Fake::GarbageAfterLogin => {
+                            let _ = conn.write_all(b"\x00\xffnot AMI at all\r\n\r\n").await;
+                        }
+                        Fake::Oversized => {
+                            let _ = conn.write_all(b"Event: Huge\r\nX: ").await;
+                            let filler = vec![b'x'; 8192];
+                            while conn.write_all(&filler).await.is_ok() {}
+                            return;
+                        }
+                        Fake::SilentAfterLogin | Fake::GarbageBanner => {}
+                    }
+                    // Keep the connection open (reading and ignoring) until the client goes.
+                    while matches!(conn.read(&mut chunk).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        (addr, report)
+    }
+
+    #[tokio::test]
+    async fn malformed_bytes_from_the_server_drop_the_connection_and_are_retried() {
+        let (logs, _guard) = Logs::capture();
+        let script = vec![
+            Fake::GarbageBanner,
+            Fake::GarbageAfterLogin,
+            Fake::Oversized,
+            Fake::SilentAfterLogin,
+        ];
+        let (addr, mut accepted) = fake_pbx(script.clone()).await;
+        let c = connector(&config(addr, &[], SECRET), 1 << 20, fast());
+        for expected in script {
+            let act = accepted.recv().await.unwrap();
+            assert_eq!(format!("{act:?}"), format!("{expected:?}"));
+        }
+        // The last connection stays up (its first Ping is 30 s away).
+        wait_for("connected", || c.connected() == 1).await;
+        // Garbage and the oversized message were counted; the banner was a failed login.
+        assert_eq!(c.rejected(), 2);
+        assert_eq!(c.received(), 0);
+        assert!(!c.task.is_finished());
+        let text = logs.text();
+        assert!(text.contains("not an AMI banner"), "{text}");
+        assert!(text.contains("AMI line without ':'"), "{text}");
+        assert!(text.contains("65536"), "{text}");
+        c.stop().await;
+    }
+
+    #[tokio::test]
+    async fn keep_alive_pings_keep_a_live_session_and_end_a_dead_one() {
+        let timing = Timing {
+            ping_every: Duration::from_millis(20),
+            pong_within: Duration::from_millis(200),
+            ..fast()
+        };
+        // A live PBX answers every Ping: the session stays the first one.
+        let pbx = pbx(sim_options()).await;
+        let c = connector(&config(pbx.addr, &[], SECRET), 1 << 20, timing);
+        wait_for("three pings", || pbx.control.pings() >= 3).await;
+        assert_eq!(pbx.control.logins(), 1);
+        assert_eq!(c.connected(), 1);
+        c.stop().await;
+
+        // A PBX that stops answering is left, and another session is opened.
+        let (logs, _guard) = Logs::capture();
+        let (addr, mut accepted) = fake_pbx(vec![Fake::SilentAfterLogin]).await;
+        let c = connector(&config(addr, &[], SECRET), 1 << 20, timing);
+        accepted.recv().await.unwrap();
+        accepted.recv().await.unwrap();
+        assert!(
+            logs.text().contains("did not answer Ping"),
+            "{}",
+            logs.text()
+        );
+        c.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_full_spool_pauses_reading_and_loses_nothing() {
+        let pbx = pbx(sim_options()).await;
+        // Room for a few events only: the call's ten do not fit at once.
+        let c = connector(&config(pbx.addr, &[], SECRET), 3000, fast());
+        wait_for("login", || c.connected() == 1).await;
+        let call = pbx
+            .control
+            .place_call(&Call::new("1001", "1002", answered(9)));
+        let total = 1 + call.events.len() as u64;
+        wait_for("the spool to refuse", || {
+            c.counters.refused.load(Ordering::Relaxed) > 0
+        })
+        .await;
+        assert!(c.received() < total);
+
+        // Delivering what is stored (as the uplink would) lets the rest in, in order.
+        let mut delivered = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while (delivered.len() as u64) < total {
+            assert!(Instant::now() < give_up, "only {delivered:?} delivered");
+            let batch = c.spool.peek(None, 100, usize::MAX).unwrap();
+            if batch.is_empty() {
+                sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            c.spool
+                .remove(batch.iter().map(|(sequence, _)| *sequence).collect())
+                .await
+                .unwrap();
+            delivered.extend(batch.into_iter().map(|(_, e)| e));
+        }
+        let mut expected = vec!["ami.FullyBooted".to_string()];
+        expected.extend(
+            call.events
+                .iter()
+                .map(|e| format!("ami.{}", e.get("Event").unwrap())),
+        );
+        assert_eq!(kinds(&delivered), expected);
+        assert_eq!(c.received(), total);
+        assert_eq!(c.connected(), 1);
+        c.stop().await;
+    }
+
+    #[test]
+    fn event_json_keeps_order_and_turns_repeated_and_variable_keys_into_arrays() {
+        let (message, _) = decode_message(
+            b"Event: VarSet\r\nChannel: PJSIP/1-1\r\nDestChanVariable: A=1\r\n\
+              Note: \"quoted\" \\ back\r\nVariable: x=1\r\nVariable: y=2\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        let json = String::from_utf8(event_json(&message).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"Event":"VarSet","Channel":"PJSIP/1-1","DestChanVariable":["A=1"],"Note":"\"quoted\" \\ back","Variable":["x=1","y=2"]}"#
+        );
+    }
+
+    #[test]
+    fn event_names_and_variable_keys() {
+        assert!(valid_event_name("Newchannel"));
+        assert!(valid_event_name("Cause-txt"));
+        assert!(!valid_event_name(""));
+        assert!(!valid_event_name("Hangup.*"));
+        assert!(!valid_event_name("a b"));
+        assert!(!valid_event_name(&"x".repeat(MAX_EVENT_NAME + 1)));
+        assert!(is_variable_key("ChanVariable"));
+        assert!(is_variable_key("destchanvariable"));
+        assert!(!is_variable_key("Variable"));
+        assert!(!is_variable_key("é"));
+    }
+
+    proptest! {
+        #[test]
+        fn backoff_stays_within_its_bounds(
+            failures in 0u32..100,
+            first_ms in 0u64..5_000,
+            max_ms in 0u64..600_000,
+        ) {
+            let first = Duration::from_millis(first_ms);
+            let max = Duration::from_millis(max_ms);
+            let ceiling = first
+                .saturating_mul(2u32.saturating_pow(failures))
+                .min(max)
+                .max(MIN_BACKOFF);
+            let delay = backoff(failures, first, max);
+            prop_assert!(delay <= ceiling);
+            prop_assert!(delay >= ceiling / 2);
+            prop_assert!(delay >= MIN_BACKOFF / 2);
+        }
+
+        #[test]
+        fn any_decoded_message_becomes_a_json_object_of_its_keys(
+            wire in proptest::collection::vec(any::<u8>(), 0..512)
+        ) {
+            if let Ok(Some((message, _))) = decode_message(&wire) {
+                let json: Value = serde_json::from_slice(&event_json(&message).unwrap()).unwrap();
+                let object = json.as_object().unwrap();
+                for (key, value) in message.fields() {
+                    let stored = &object[key.as_str()];
+                    prop_assert!(
+                        stored == value.as_str()
+                            || stored.as_array().is_some_and(|all| all.iter().any(|v| v == value.as_str()))
+                    );
+                }
+            }
+        }
+    }
+}
