@@ -8,6 +8,9 @@
 //! `no_answer` ("open, no AMI banner"), as for SAP NI; one that greets but then does not
 //! answer an action is `timeout`. Anything that is not AMI, or a connection closed early,
 //! is `bad_response`; `Response: Error` to Login is `auth_failed` with the server's Message.
+//!
+//! `login` and `Session` are shared with the `asterisk-ami` event source, which keeps
+//! the events read while waiting for a response instead of skipping them.
 
 use std::collections::VecDeque;
 

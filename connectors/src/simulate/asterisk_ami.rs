@@ -1193,8 +1193,15 @@ mod tests {
         call_events(&call, 10, UNIX_EPOCH + Duration::from_secs(1_700_000_100))
     }
 
-    fn kinds(events: &[Message]) -> Vec<Kind<'_>> {
-        events.iter().map(|e| e.kind()).collect()
+    /// The events' names (`-` for a message that is not an event).
+    fn names(events: &[Message]) -> Vec<&str> {
+        events
+            .iter()
+            .map(|e| match e.kind() {
+                Kind::Event(name) => name,
+                _ => "-",
+            })
+            .collect()
     }
 
     #[test]
@@ -1206,18 +1213,18 @@ mod tests {
         assert_eq!(call.caller_uniqueid, "1700000040.10");
         assert_eq!(call.callee_uniqueid, "1700000040.11");
         assert_eq!(
-            kinds(&call.events),
+            names(&call.events),
             [
-                Kind::Event("Newchannel"),
-                Kind::Event("Newchannel"),
-                Kind::Event("DialBegin"),
-                Kind::Event("Newstate"),
-                Kind::Event("Newstate"),
-                Kind::Event("DialEnd"),
-                Kind::Event("Newstate"),
-                Kind::Event("Hangup"),
-                Kind::Event("Hangup"),
-                Kind::Event("Cdr"),
+                "Newchannel",
+                "Newchannel",
+                "DialBegin",
+                "Newstate",
+                "Newstate",
+                "DialEnd",
+                "Newstate",
+                "Hangup",
+                "Hangup",
+                "Cdr"
             ]
         );
         let e = &call.events;
@@ -1253,15 +1260,15 @@ mod tests {
     fn busy_and_unanswered_calls_end_as_asterisk_reports_them() {
         let busy = placed(Call::new("1001", "1002", CallOutcome::Busy));
         assert_eq!(
-            kinds(&busy.events),
+            names(&busy.events),
             [
-                Kind::Event("Newchannel"),
-                Kind::Event("Newchannel"),
-                Kind::Event("DialBegin"),
-                Kind::Event("DialEnd"),
-                Kind::Event("Hangup"),
-                Kind::Event("Hangup"),
-                Kind::Event("Cdr"),
+                "Newchannel",
+                "Newchannel",
+                "DialBegin",
+                "DialEnd",
+                "Hangup",
+                "Hangup",
+                "Cdr"
             ]
         );
         assert_eq!(busy.events[3].get("DialStatus"), Some("BUSY"));
@@ -1331,6 +1338,27 @@ mod tests {
             assert_eq!(r.kind(), Kind::Response("Success"), "{r:?}");
         }
 
+        /// A client logged in with `Events: <events>`, and the messages read before the
+        /// login response.
+        async fn logged_in(addr: SocketAddr, events: &str) -> (Client, Vec<Message>) {
+            let (mut c, _) = Client::connect(addr).await;
+            let mut skipped = Vec::new();
+            c.login(events, &mut skipped).await;
+            (c, skipped)
+        }
+
+        /// Sends a Filter action and returns its response.
+        async fn add_filter(&mut self, filter: &str, skipped: &mut Vec<Message>) -> Message {
+            self.send(
+                Message::action("Filter")
+                    .with("Operation", "Add")
+                    .with("Filter", filter)
+                    .with("ActionID", filter),
+            )
+            .await;
+            self.response(filter, skipped).await
+        }
+
         /// The next `n` messages.
         async fn take(&mut self, n: usize) -> Vec<Message> {
             let mut messages = Vec::new();
@@ -1351,12 +1379,12 @@ mod tests {
         listener_a.login("on", &mut skipped).await;
         listener_b.login("on", &mut skipped).await;
         deaf.login("off", &mut skipped).await;
-        assert_eq!(kinds(&skipped), []);
+        assert!(skipped.is_empty(), "{skipped:?}");
 
         let call = control.place_call(&Call::new("2001", "2002", CallOutcome::Busy));
         for client in [&mut listener_a, &mut listener_b] {
             let booted = client.take(1).await;
-            assert_eq!(kinds(&booted), [Kind::Event("FullyBooted")]);
+            assert_eq!(names(&booted), ["FullyBooted"]);
             assert_eq!(client.take(call.events.len()).await, call.events);
         }
         // The deaf session's next message is the answer to its Ping: no events came.
@@ -1369,9 +1397,7 @@ mod tests {
     #[tokio::test]
     async fn the_events_action_starts_and_stops_events() {
         let (addr, control, _shutdown) = start_controlled(quiet_options()).await;
-        let (mut c, _) = Client::connect(addr).await;
-        let mut skipped = Vec::new();
-        c.login("off", &mut skipped).await;
+        let (mut c, mut skipped) = Client::logged_in(addr, "off").await;
         c.send(
             Message::action("Events")
                 .with("EventMask", "on")
@@ -1396,7 +1422,7 @@ mod tests {
         control.place_call(&Call::new("1", "2", answered(1)));
         c.send(Message::action("Ping").with("ActionID", "p")).await;
         assert_eq!(c.take(1).await[0].action_id(), Some("p"));
-        assert_eq!(kinds(&skipped), []);
+        assert!(skipped.is_empty(), "{skipped:?}");
     }
 
     #[tokio::test]
@@ -1420,34 +1446,14 @@ mod tests {
     #[tokio::test]
     async fn filters_select_events_as_asterisk_does() {
         let (addr, control, _shutdown) = start_controlled(quiet_options()).await;
-        let (mut c, _) = Client::connect(addr).await;
-        let mut skipped = Vec::new();
-        c.login("on", &mut skipped).await;
-        for (id, filter) in [
-            ("f1", "Event: Hangup"),
-            ("f2", "Event: Cdr"),
-            ("f3", "!CallerIDNum: 2002"),
-        ] {
-            c.send(
-                Message::action("Filter")
-                    .with("Operation", "Add")
-                    .with("Filter", filter)
-                    .with("ActionID", id),
-            )
-            .await;
-            let r = c.response(id, &mut skipped).await;
+        let (mut c, mut skipped) = Client::logged_in(addr, "on").await;
+        for filter in ["Event: Hangup", "Event: Cdr", "!CallerIDNum: 2002"] {
+            let r = c.add_filter(filter, &mut skipped).await;
             assert_eq!(r.kind(), Kind::Response("Success"), "{filter}: {r:?}");
         }
-        c.send(
-            Message::action("Filter")
-                .with("Operation", "Add")
-                .with("Filter", "Event: (Dial|Hangup).*")
-                .with("ActionID", "regex"),
-        )
-        .await;
-        let r = c.response("regex", &mut skipped).await;
+        let r = c.add_filter("Event: (Dial|Hangup).*", &mut skipped).await;
         assert_eq!(r.kind(), Kind::Response("Error"));
-        assert_eq!(kinds(&skipped), [Kind::Event("FullyBooted")]);
+        assert_eq!(names(&skipped), ["FullyBooted"]);
 
         let call = control.place_call(&Call::new("2001", "2002", answered(5)));
         // The Hangup of 2002's channel is excluded; the caller's Hangup and the Cdr pass.
@@ -1461,17 +1467,8 @@ mod tests {
         let mut o = quiet_options();
         o.read_only_user = true;
         let (addr, _control, _shutdown) = start_controlled(o).await;
-        let (mut c, _) = Client::connect(addr).await;
-        let mut skipped = Vec::new();
-        c.login("on", &mut skipped).await;
-        c.send(
-            Message::action("Filter")
-                .with("Operation", "Add")
-                .with("Filter", "Event: Cdr")
-                .with("ActionID", "f"),
-        )
-        .await;
-        let r = c.response("f", &mut skipped).await;
+        let (mut c, mut skipped) = Client::logged_in(addr, "on").await;
+        let r = c.add_filter("Event: Cdr", &mut skipped).await;
         assert_eq!(r.get("Message"), Some("Permission denied"));
     }
 

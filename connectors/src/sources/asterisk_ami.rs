@@ -88,7 +88,10 @@ fn start_with(
 ) -> Result<JoinHandle<()>, StartError> {
     let resolver = Resolver::from_system().map_err(|e| {
         StartError::new(
-            format!("starting connector {:?}: the resolver", sink.connector()),
+            format!(
+                "starting connector {:?}: reading the resolver configuration",
+                sink.connector()
+            ),
             e,
         )
     })?;
