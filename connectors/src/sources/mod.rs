@@ -7,10 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use siteward_config::WhenFull;
+use siteward_config::{Connector, Source, WhenFull};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::spool::{Event, FullPolicy, Spool, SpoolError};
+
+pub mod webhook;
 
 /// What the metrics and the API show of one connector.
 #[derive(Debug, Default)]
@@ -115,5 +119,21 @@ impl StartError {
             doing: doing.into(),
             source,
         }
+    }
+}
+
+/// Starts the source of `connector`, feeding `sink`, until `cancel`.
+pub async fn start(
+    connector: &Connector,
+    sink: Sink,
+    cancel: CancellationToken,
+) -> Result<JoinHandle<()>, StartError> {
+    match &connector.source {
+        Source::Webhook(config) => webhook::start(config, sink, cancel).await,
+        // MERGE: the other kinds arrive with their branches.
+        other => Err(StartError::new(
+            format!("starting connector {}", connector.name),
+            std::io::Error::other(format!("kind {} is not in this build", other.kind())),
+        )),
     }
 }
