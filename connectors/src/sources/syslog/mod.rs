@@ -106,16 +106,17 @@ impl Listeners {
                 ),
             ));
         }
+        let bind_error = |protocol: &str, addr: SocketAddr| {
+            let doing = format!(
+                "binding the syslog {protocol} listener of connector {connector} to {addr}"
+            );
+            move |e| StartError::new(doing, e)
+        };
         let udp = match config.udp {
             Some(addr) => {
-                let socket = UdpSocket::bind(addr).await.map_err(|e| {
-                    StartError::new(
-                        format!(
-                            "binding the syslog UDP listener of connector {connector} to {addr}"
-                        ),
-                        e,
-                    )
-                })?;
+                let socket = UdpSocket::bind(addr)
+                    .await
+                    .map_err(bind_error("UDP", addr))?;
                 if let Err(e) =
                     socket2::SockRef::from(&socket).set_recv_buffer_size(UDP_RECEIVE_BUFFER)
                 {
@@ -128,14 +129,9 @@ impl Listeners {
         };
         let tcp = match config.tcp {
             Some(addr) => {
-                let listener = TcpListener::bind(addr).await.map_err(|e| {
-                    StartError::new(
-                        format!(
-                            "binding the syslog TCP listener of connector {connector} to {addr}"
-                        ),
-                        e,
-                    )
-                })?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(bind_error("TCP", addr))?;
                 log_listening(connector, "syslog-tcp", listener.local_addr());
                 Some(listener)
             }
@@ -204,7 +200,9 @@ async fn serve_udp(
         let mut payloads = Vec::new();
         let mut senders = Vec::new();
         let mut received = Some(first);
+        let mut seen = 0;
         while let Some(datagram) = received.take() {
+            seen += 1;
             match datagram {
                 Ok((len, peer)) => {
                     let bytes = buf.get(..len).unwrap_or_default();
@@ -233,7 +231,7 @@ async fn serve_udp(
                 }
             }
             // Take what else is already waiting, to append it in the same commit.
-            if payloads.len() < MAX_BATCH {
+            if seen < MAX_BATCH {
                 received = match socket.try_recv_from(&mut buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
                     other => Some(other),
@@ -338,7 +336,10 @@ impl Connection {
                     return;
                 }
                 Ok(Err(e)) => {
-                    warn!(connector, %peer, "syslog TCP connection failed: {e}");
+                    self.warnings.warn(
+                        connector,
+                        format_args!("syslog TCP connection from {peer} failed: {e}"),
+                    );
                     return;
                 }
                 Ok(Ok(0)) => true,
@@ -357,7 +358,10 @@ impl Connection {
             }
             if let Some(e) = framing_error {
                 self.sink.reject();
-                warn!(connector, %peer, "closing a syslog TCP connection: {e}");
+                self.warnings.warn(
+                    connector,
+                    format_args!("closing the syslog TCP connection from {peer}: {e}"),
+                );
                 return;
             }
             if ended {
@@ -386,10 +390,9 @@ impl Connection {
                         retry.push(payload);
                         refused = Some(e);
                     }
-                    Err(e) => warn!(
+                    Err(e) => self.warnings.warn(
                         connector,
-                        peer = %self.peer,
-                        "syslog message dropped: {e}"
+                        format_args!("syslog message from {} dropped: {e}", self.peer),
                     ),
                 }
             }

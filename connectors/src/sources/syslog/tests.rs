@@ -114,10 +114,17 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// Runs the real logger to its exit; it is killed by PID if the test gives up on it.
-async fn logger(args: &[&str]) {
+/// Runs the real logger, sending to `server`, to its exit; it is killed by PID if the test
+/// gives up on it.
+async fn logger(server: SocketAddr, args: &[&str]) {
     let mut command = std::process::Command::new(LOGGER);
     command
+        .args([
+            "-n",
+            &server.ip().to_string(),
+            "-P",
+            &server.port().to_string(),
+        ])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -137,8 +144,14 @@ async fn logger(args: &[&str]) {
     );
 }
 
-fn port(addr: SocketAddr) -> String {
-    addr.port().to_string()
+fn assert_priority(event: &Value, facility: (u8, &str), severity: (u8, &str)) {
+    assert_eq!(
+        (&event["facility"], &event["severity"]),
+        (
+            &serde_json::json!({"code": facility.0, "name": facility.1}),
+            &serde_json::json!({"code": severity.0, "name": severity.1}),
+        ),
+    );
 }
 
 fn assert_from_loopback(event: &Value) {
@@ -149,38 +162,29 @@ fn assert_from_loopback(event: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logger_rfc5424_over_udp() {
     let h = default_harness().await;
-    let port = port(h.udp);
-    logger(&[
-        "-n",
-        "127.0.0.1",
-        "-P",
-        &port,
-        "-d",
-        "--rfc5424",
-        "-t",
-        "myapp",
-        "--msgid",
-        "ID7",
-        "--sd-id",
-        "zoo@123",
-        "--sd-param",
-        "tiger=\"hungry\"",
-        "--sd-param",
-        "say=\"a \\\"quote\\\"\"",
-        "hello over udp",
-    ])
+    logger(
+        h.udp,
+        &[
+            "-d",
+            "--rfc5424",
+            "-t",
+            "myapp",
+            "--msgid",
+            "ID7",
+            "--sd-id",
+            "zoo@123",
+            "--sd-param",
+            "tiger=\"hungry\"",
+            "--sd-param",
+            "say=\"a \\\"quote\\\"\"",
+            "hello over udp",
+        ],
+    )
     .await;
     let events = h.wait_for_events(1).await;
     let event = &events[0];
     assert_eq!(event["format"], "rfc5424");
-    assert_eq!(
-        event["facility"],
-        serde_json::json!({"code": 1, "name": "user"})
-    );
-    assert_eq!(
-        event["severity"],
-        serde_json::json!({"code": 5, "name": "notice"})
-    );
+    assert_priority(event, (1, "user"), (5, "notice"));
     assert_eq!(event["app_name"], "myapp");
     assert_eq!(event["msgid"], "ID7");
     assert_eq!(event["procid"], Value::Null);
@@ -205,33 +209,24 @@ async fn logger_rfc5424_over_udp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logger_rfc3164_over_udp() {
     let h = default_harness().await;
-    let port = port(h.udp);
-    logger(&[
-        "-n",
-        "127.0.0.1",
-        "-P",
-        &port,
-        "-d",
-        "--rfc3164",
-        "-p",
-        "local3.warning",
-        "-t",
-        "myapp",
-        "-i",
-        "old style",
-    ])
+    logger(
+        h.udp,
+        &[
+            "-d",
+            "--rfc3164",
+            "-p",
+            "local3.warning",
+            "-t",
+            "myapp",
+            "-i",
+            "old style",
+        ],
+    )
     .await;
     let events = h.wait_for_events(1).await;
     let event = &events[0];
     assert_eq!(event["format"], "rfc3164");
-    assert_eq!(
-        event["facility"],
-        serde_json::json!({"code": 19, "name": "local3"})
-    );
-    assert_eq!(
-        event["severity"],
-        serde_json::json!({"code": 4, "name": "warning"})
-    );
+    assert_priority(event, (19, "local3"), (4, "warning"));
     assert_eq!(event["app_name"], "myapp");
     // -i: logger's PID as tag[pid].
     assert!(
@@ -248,23 +243,21 @@ async fn logger_rfc3164_over_udp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logger_rfc5424_over_tcp_with_octet_counting() {
     let h = default_harness().await;
-    let port = port(h.tcp);
-    logger(&[
-        "-n",
-        "127.0.0.1",
-        "-P",
-        &port,
-        "-T",
-        "--octet-count",
-        "--rfc5424",
-        "-t",
-        "myapp",
-        "--sd-id",
-        "zoo@123",
-        "--sd-param",
-        "tiger=\"hungry\"",
-        "message over tcp",
-    ])
+    logger(
+        h.tcp,
+        &[
+            "-T",
+            "--octet-count",
+            "--rfc5424",
+            "-t",
+            "myapp",
+            "--sd-id",
+            "zoo@123",
+            "--sd-param",
+            "tiger=\"hungry\"",
+            "message over tcp",
+        ],
+    )
     .await;
     let events = h.wait_for_events(1).await;
     assert_eq!(events[0]["format"], "rfc5424");
@@ -281,19 +274,17 @@ async fn logger_rfc3164_over_tcp_with_newlines_keeps_the_order() {
     let dir = tempfile::tempdir().unwrap();
     let lines = dir.path().join("lines");
     std::fs::write(&lines, "first line\nsecond line\nthird line\n").unwrap();
-    let port = port(h.tcp);
-    logger(&[
-        "-n",
-        "127.0.0.1",
-        "-P",
-        &port,
-        "-T",
-        "--rfc3164",
-        "-t",
-        "batch",
-        "-f",
-        lines.to_str().unwrap(),
-    ])
+    logger(
+        h.tcp,
+        &[
+            "-T",
+            "--rfc3164",
+            "-t",
+            "batch",
+            "-f",
+            lines.to_str().unwrap(),
+        ],
+    )
     .await;
     let events = h.wait_for_events(3).await;
     let messages: Vec<&str> = events
