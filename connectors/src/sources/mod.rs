@@ -132,6 +132,7 @@ pub async fn start(
 ) -> Result<JoinHandle<()>, StartError> {
     match &connector.source {
         Source::Webhook(config) => webhook::start(config, sink, cancel).await,
+        Source::Syslog(config) => syslog::start(config, sink, cancel).await,
         // MERGE: the other kinds arrive with their branches.
         other => Err(StartError::new(
             format!("starting connector {}", connector.name),

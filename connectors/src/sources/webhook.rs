@@ -68,7 +68,7 @@ pub async fn start(
         .local_addr()
         .map_err(|e| StartError::new(format!("reading the address of {name}"), e))?;
     // Tests and scripts wait for this line (with port 0 it is the only way to learn the port).
-    tracing::info!(listener = %name, addr = %bound, "listening");
+    tracing::info!(connector = sink.connector(), listener = %name, addr = %bound, "listening");
     Ok(tokio::spawn(serve(listener, tls, config, sink, cancel)))
 }
 

@@ -122,7 +122,7 @@ impl Listeners {
                 {
                     debug!(connector, "enlarging the syslog UDP receive buffer: {e}");
                 }
-                log_listening(connector, "syslog-udp", socket.local_addr());
+                log_listening(connector, "udp", socket.local_addr());
                 Some(socket)
             }
             None => None,
@@ -132,7 +132,7 @@ impl Listeners {
                 let listener = TcpListener::bind(addr)
                     .await
                     .map_err(bind_error("TCP", addr))?;
-                log_listening(connector, "syslog-tcp", listener.local_addr());
+                log_listening(connector, "tcp", listener.local_addr());
                 Some(listener)
             }
             None => None,
@@ -174,11 +174,13 @@ impl Listeners {
     }
 }
 
-/// The line the daemon's tests wait for to learn a port chosen by the system.
-fn log_listening(connector: &str, listener: &str, bound: io::Result<SocketAddr>) {
+/// The line the daemon's tests wait for to learn a port chosen by the system; the
+/// listener is named `syslog <connector> udp|tcp`.
+fn log_listening(connector: &str, transport: &str, bound: io::Result<SocketAddr>) {
+    let listener = format!("syslog {connector} {transport}");
     match bound {
-        Ok(addr) => info!(connector, listener, addr = %addr, "listening"),
-        Err(e) => warn!(connector, listener, "reading the bound address: {e}"),
+        Ok(addr) => info!(connector, %listener, addr = %addr, "listening"),
+        Err(e) => warn!(connector, %listener, "reading the bound address: {e}"),
     }
 }
 
