@@ -3,6 +3,8 @@
 //! returns only once the event is durable in the spool. A source tells its sender
 //! "accepted" only after that.
 
+pub mod file_drop;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
