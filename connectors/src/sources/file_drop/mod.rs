@@ -445,8 +445,8 @@ impl Watcher {
             let layout = self.layout.clone();
             let progress = self.progress.clone();
             let (format, max) = (self.format, self.max_file_bytes);
-            let name = name.clone();
-            blocking(move || load(&layout, &progress, &name, format, max)).await
+            let (name, connector) = (name.clone(), self.connector().to_string());
+            blocking(move || load(&layout, &progress, &name, format, max, &connector)).await
         };
         let (records, identity, durable) = match loaded {
             Ok(Loaded::Ready {
@@ -674,6 +674,7 @@ fn load(
     name: &OsStr,
     format: FileFormat,
     max_file_bytes: u64,
+    connector: &str,
 ) -> io::Result<Loaded> {
     let path = layout.directory.join(name);
     // No symlinks (a link to a private file would ship it off the box), and no blocking
@@ -724,7 +725,7 @@ fn load(
     let durable = match progress.durable(name, &identity) {
         Ok(durable) => usize::try_from(durable).unwrap_or(usize::MAX),
         Err(e) => {
-            tracing::warn!(file = %name.to_string_lossy(), error = %e,
+            tracing::warn!(connector, file = %name.to_string_lossy(), error = %e,
                 "an unreadable progress record; taking the file from its start");
             0
         }

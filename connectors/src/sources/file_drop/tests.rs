@@ -119,6 +119,10 @@ impl Harness {
             .collect()
     }
 
+    fn progress_records(&self) -> usize {
+        std::fs::read_dir(self.path(".siteward")).unwrap().count()
+    }
+
     fn path(&self, relative: &str) -> PathBuf {
         self.directory.join(relative)
     }
@@ -207,9 +211,9 @@ async fn a_file_renamed_into_place_is_taken_at_once() {
     assert!(!h.path("calls.jsonl").exists());
     assert_eq!(h.counters.received.load(Ordering::Relaxed), 2);
     assert_eq!(
-        std::fs::read_dir(h.path(".siteward")).unwrap().count(),
+        h.progress_records(),
         0,
-        "no progress record is left"
+        "a file of one chunk needs no progress record"
     );
     h.stop().await;
 }
@@ -522,7 +526,9 @@ async fn a_restart_mid_file_repeats_at_most_one_chunk() {
     assert!(repeated <= quick().chunk, "{repeated} repeated: {stored:?}");
     // Resumed after the first chunk's progress: records 5..=8 again, then the rest.
     assert_eq!(stored, vec![1, 2, 3, 4, 5, 6, 7, 8, 5, 6, 7, 8, 9, 10]);
-    assert_eq!(std::fs::read_dir(h.path(".siteward")).unwrap().count(), 0);
+    // Removed right after the move.
+    h.wait_until("no progress record is left", |h| h.progress_records() == 0)
+        .await;
     h.stop().await;
 }
 
@@ -574,6 +580,39 @@ async fn a_full_spool_holds_the_file_until_there_is_room() {
     }
     delivered.extend(h.payloads());
     assert_eq!(numbers(&delivered), (1..=8).collect::<Vec<_>>());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_record_the_spool_can_never_hold_fails_the_file() {
+    // Room for the short record only.
+    let contents = b"{\"n\":1}\n{\"n\":2,\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}\n";
+    let parsed = records::parse(FileFormat::JsonLines, "long.jsonl", contents).unwrap();
+    let first = Event {
+        connector: CONNECTOR.into(),
+        kind: parsed.kind().into(),
+        received_at_ms: 0,
+        payload: parsed.payload(0).unwrap(),
+    };
+    let mut h = Harness::new(first.encoded_len() as u64 + 10);
+    h.start(&h.config(FileFormat::JsonLines, FOREVER), quick())
+        .await;
+    h.drop_file("long.jsonl", contents);
+    h.wait_until("the file is in failed/", |h| {
+        h.path("failed/long.jsonl").exists()
+    })
+    .await;
+    let reason = std::fs::read_to_string(h.path("failed/long.jsonl.error")).unwrap();
+    assert!(reason.starts_with("record 2: an event of "), "{reason}");
+    assert!(
+        reason.ends_with("(the 1 records before it were accepted)\n"),
+        "{reason}"
+    );
+    assert_eq!(numbers(&h.payloads()), vec![1]);
+    assert_eq!(h.counters.rejected.load(Ordering::Relaxed), 1);
+    // Removed right after the move.
+    h.wait_until("no progress record is left", |h| h.progress_records() == 0)
+        .await;
     h.stop().await;
 }
 
