@@ -11,7 +11,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -99,7 +99,12 @@ impl ProgressStore {
     pub fn store(&self, name: &OsStr, progress: &Progress) -> io::Result<()> {
         let temporary = self.path(name, TEMPORARY);
         let bytes = serde_json::to_vec(progress).map_err(io::Error::other)?;
-        let mut file = fs::File::create(&temporary)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         drop(file);

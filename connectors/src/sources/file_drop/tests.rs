@@ -134,6 +134,13 @@ impl Harness {
         std::fs::rename(&temporary, self.path(name)).unwrap();
     }
 
+    /// Waits until `relative` exists (a file moved to `done/` or `failed/`).
+    async fn wait_for_file(&self, relative: &str) {
+        let path = self.path(relative);
+        self.wait_until(&format!("{relative} exists"), |_| path.exists())
+            .await;
+    }
+
     async fn wait_until(&self, what: &str, mut condition: impl FnMut(&Harness) -> bool) {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         while !condition(self) {
@@ -203,10 +210,7 @@ async fn a_file_renamed_into_place_is_taken_at_once() {
     h.start(&h.config(FileFormat::JsonLines, FOREVER), quick())
         .await;
     h.drop_file("calls.jsonl", b"{\"n\":1}\n{\"n\":2}\n");
-    h.wait_until("the file is in done/", |h| {
-        h.path("done/calls.jsonl").exists()
-    })
-    .await;
+    h.wait_for_file("done/calls.jsonl").await;
     assert_eq!(numbers(&h.payloads_of("calls.jsonl")), vec![1, 2]);
     assert!(!h.path("calls.jsonl").exists());
     assert_eq!(h.counters.received.load(Ordering::Relaxed), 2);
@@ -252,10 +256,7 @@ async fn a_file_written_slowly_is_taken_only_once_it_settles() {
     .await;
     // The source is live and has handled the events of the writes before this file.
     h.drop_file("marker.jsonl", b"{\"n\":0}\n");
-    h.wait_until("the marker is taken", |h| {
-        h.path("done/marker.jsonl").exists()
-    })
-    .await;
+    h.wait_for_file("done/marker.jsonl").await;
     assert!(
         h.payloads_of("slow.jsonl").is_empty(),
         "taken while being written"
@@ -264,10 +265,7 @@ async fn a_file_written_slowly_is_taken_only_once_it_settles() {
     finish.store(true, Ordering::SeqCst);
     let lines = writer.join().unwrap();
 
-    h.wait_until("the slow file is in done/", |h| {
-        h.path("done/slow.jsonl").exists()
-    })
-    .await;
+    h.wait_for_file("done/slow.jsonl").await;
     let expected: Vec<u64> = (1..=lines as u64).collect();
     assert_eq!(numbers(&h.payloads_of("slow.jsonl")), expected);
     h.stop().await;
@@ -279,10 +277,7 @@ async fn csv_rows_become_json_objects() {
     h.start(&h.config(FileFormat::Csv, FOREVER), quick()).await;
     let csv = "\u{FEFF}order,customer,note\r\n1001,ACME,\"rush, \"\"today\"\"\"\r\n1002,Globex,\r\n1003,Initech,\"two\r\nlines\"\r\n1004,Umbrella,x\r\n1005,Hooli,y\r\n";
     h.drop_file("orders.csv", csv.as_bytes());
-    h.wait_until("the file is in done/", |h| {
-        h.path("done/orders.csv").exists()
-    })
-    .await;
+    h.wait_for_file("done/orders.csv").await;
     let hash = sha256(csv.as_bytes());
     let row = |record: u32, line: u32, data: Value| json!({"file": "orders.csv", "sha256": hash, "record": record, "line": line, "data": data});
     assert_eq!(
@@ -329,10 +324,7 @@ async fn json_lines_become_one_event_each_and_a_whole_file_one() {
     h.start(&h.config(FileFormat::JsonLines, FOREVER), quick())
         .await;
     h.drop_file("events.jsonl", b"{\"a\":[1,2]}\n\n\"text\"\r\n7\n");
-    h.wait_until("the file is in done/", |h| {
-        h.path("done/events.jsonl").exists()
-    })
-    .await;
+    h.wait_for_file("done/events.jsonl").await;
     let data: Vec<Value> = h.payloads().iter().map(|p| p["data"].clone()).collect();
     assert_eq!(data, vec![json!({"a": [1, 2]}), json!("text"), json!(7)]);
     let lines: Vec<Value> = h.payloads().iter().map(|p| p["line"].clone()).collect();
@@ -343,10 +335,7 @@ async fn json_lines_become_one_event_each_and_a_whole_file_one() {
     h.start(&h.config(FileFormat::Whole, FOREVER), quick())
         .await;
     h.drop_file("report.json", b"{\"total\": 3}");
-    h.wait_until("the file is in done/", |h| {
-        h.path("done/report.json").exists()
-    })
-    .await;
+    h.wait_for_file("done/report.json").await;
     assert_eq!(
         h.payloads(),
         vec![
@@ -363,10 +352,7 @@ async fn malformed_csv_goes_to_failed_with_the_line_and_sends_nothing() {
     let mut h = Harness::new(1 << 20);
     h.start(&h.config(FileFormat::Csv, FOREVER), quick()).await;
     h.drop_file("bad.csv", b"a,b\n1,2\n3,4\n5,\"6\n");
-    h.wait_until("the file is in failed/", |h| {
-        h.path("failed/bad.csv").exists()
-    })
-    .await;
+    h.wait_for_file("failed/bad.csv").await;
     let reason = std::fs::read_to_string(h.path("failed/bad.csv.error")).unwrap();
     assert_eq!(reason, "line 4: a quoted field is never closed\n");
     assert!(h.stored().is_empty());
@@ -375,17 +361,11 @@ async fn malformed_csv_goes_to_failed_with_the_line_and_sends_nothing() {
 
     // The same name again, fixed: taken, and the failed copy keeps its own name.
     h.drop_file("bad.csv", b"a,b\n1,2\n");
-    h.wait_until("the fixed file is in done/", |h| {
-        h.path("done/bad.csv").exists()
-    })
-    .await;
+    h.wait_for_file("done/bad.csv").await;
     assert_eq!(h.payloads_of("bad.csv").len(), 1);
     // Another bad one under the same name gets a numbered name in failed/.
     h.drop_file("bad.csv", b"a,b\n1\n");
-    h.wait_until("the second bad file is in failed/", |h| {
-        h.path("failed/bad.1.csv").exists()
-    })
-    .await;
+    h.wait_for_file("failed/bad.1.csv").await;
     assert_eq!(
         std::fs::read_to_string(h.path("failed/bad.1.csv.error")).unwrap(),
         "line 2: 1 fields where the header has 2\n"
@@ -401,10 +381,7 @@ async fn a_file_too_large_goes_to_failed() {
     config.max_file_bytes = 16;
     h.start(&config, quick()).await;
     h.drop_file("big.jsonl", &jsonl(1..=3));
-    h.wait_until("the file is in failed/", |h| {
-        h.path("failed/big.jsonl").exists()
-    })
-    .await;
+    h.wait_for_file("failed/big.jsonl").await;
     assert_eq!(
         std::fs::read_to_string(h.path("failed/big.jsonl.error")).unwrap(),
         "the file has 24 bytes, more than max_file_bytes (16)\n"
@@ -420,10 +397,7 @@ async fn a_file_present_at_start_is_taken() {
     std::fs::write(h.path("waiting.jsonl"), jsonl(1..=3)).unwrap();
     h.start(&h.config(FileFormat::JsonLines, SETTLE), quick())
         .await;
-    h.wait_until("the file is in done/", |h| {
-        h.path("done/waiting.jsonl").exists()
-    })
-    .await;
+    h.wait_for_file("done/waiting.jsonl").await;
     assert_eq!(numbers(&h.payloads_of("waiting.jsonl")), vec![1, 2, 3]);
     h.stop().await;
 }
@@ -436,16 +410,12 @@ async fn files_in_done_are_not_taken_again() {
     let config = h.config(FileFormat::JsonLines, SETTLE);
     h.start(&config, quick()).await;
     h.drop_file("first.jsonl", &jsonl(1..=2));
-    h.wait_until("first is in done/", |h| h.path("done/first.jsonl").exists())
-        .await;
+    h.wait_for_file("done/first.jsonl").await;
     h.stop().await;
 
     h.start(&config, quick()).await;
     h.drop_file("second.jsonl", &jsonl(1..=1));
-    h.wait_until("second is in done/", |h| {
-        h.path("done/second.jsonl").exists()
-    })
-    .await;
+    h.wait_for_file("done/second.jsonl").await;
     let files: Vec<Value> = h.payloads().iter().map(|p| p["file"].clone()).collect();
     assert_eq!(
         files,
@@ -468,19 +438,13 @@ async fn hidden_and_temporary_files_wait_for_their_rename() {
     }
     // Written after them without a rename: once it has settled, so would they have.
     std::fs::write(h.path("sentinel.jsonl"), jsonl(1..=1)).unwrap();
-    h.wait_until("the sentinel is in done/", |h| {
-        h.path("done/sentinel.jsonl").exists()
-    })
-    .await;
+    h.wait_for_file("done/sentinel.jsonl").await;
     assert_eq!(h.payloads().len(), 1);
     for name in [".hidden.jsonl", "upload.jsonl.tmp", "upload2.jsonl.part"] {
         assert!(h.path(name).exists(), "{name} was taken");
     }
     std::fs::rename(h.path("upload.jsonl.tmp"), h.path("upload.jsonl")).unwrap();
-    h.wait_until("the renamed upload is in done/", |h| {
-        h.path("done/upload.jsonl").exists()
-    })
-    .await;
+    h.wait_for_file("done/upload.jsonl").await;
     assert_eq!(h.payloads_of("upload.jsonl").len(), 1);
     h.stop().await;
 }
@@ -509,10 +473,7 @@ async fn a_restart_mid_file_repeats_at_most_one_chunk() {
 
     h.reopen_spool(1 << 20);
     h.start(&config, quick()).await;
-    h.wait_until("the file is in done/", |h| {
-        h.path("done/calls.jsonl").exists()
-    })
-    .await;
+    h.wait_for_file("done/calls.jsonl").await;
     let stored = numbers(&h.payloads());
     let mut counts = BTreeMap::new();
     for n in &stored {
@@ -598,10 +559,7 @@ async fn a_record_the_spool_can_never_hold_fails_the_file() {
     h.start(&h.config(FileFormat::JsonLines, FOREVER), quick())
         .await;
     h.drop_file("long.jsonl", contents);
-    h.wait_until("the file is in failed/", |h| {
-        h.path("failed/long.jsonl").exists()
-    })
-    .await;
+    h.wait_for_file("failed/long.jsonl").await;
     let reason = std::fs::read_to_string(h.path("failed/long.jsonl.error")).unwrap();
     assert!(reason.starts_with("record 2: an event of "), "{reason}");
     assert!(
