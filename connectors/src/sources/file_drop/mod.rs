@@ -315,7 +315,11 @@ impl Watcher {
     }
 
     async fn run(mut self, mut events: EventStream<Vec<u8>>) {
-        tracing::info!(connector = %self.connector(), directory = %self.layout.directory.display(), "watching for dropped files");
+        tracing::info!(
+            connector = %self.connector(),
+            directory = %self.layout.directory.display(),
+            "watching for dropped files"
+        );
         loop {
             while let Some(name) = self.next_due() {
                 if self.cancel.is_cancelled() {
@@ -336,11 +340,18 @@ impl Watcher {
                         }
                     }
                     Some(Err(e)) => {
-                        tracing::error!(connector = %self.connector(), error = %e, "reading inotify events failed; no longer watching");
+                        tracing::error!(
+                            connector = %self.connector(),
+                            error = %e,
+                            "reading inotify events failed; no longer watching"
+                        );
                         return;
                     }
                     None => {
-                        tracing::error!(connector = %self.connector(), "the inotify stream ended; no longer watching");
+                        tracing::error!(
+                            connector = %self.connector(),
+                            "the inotify stream ended; no longer watching"
+                        );
                         return;
                     }
                 },
@@ -352,17 +363,27 @@ impl Watcher {
     fn on_event(&mut self, event: EventOwned) -> Flow {
         let mask = event.mask;
         if mask.contains(EventMask::Q_OVERFLOW) {
-            tracing::warn!(connector = %self.connector(), "inotify events were lost; scanning the directory again");
+            tracing::warn!(
+                connector = %self.connector(),
+                "inotify events were lost; scanning the directory again"
+            );
             if let Err(e) = self.scan() {
-                tracing::warn!(connector = %self.connector(), error = %e, "scanning the directory failed");
+                tracing::warn!(
+                    connector = %self.connector(),
+                    error = %e,
+                    "scanning the directory failed"
+                );
             }
             return Flow::Continue;
         }
         if mask.intersects(
             EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::UNMOUNT,
         ) {
-            tracing::error!(connector = %self.connector(), directory = %self.layout.directory.display(),
-                "the directory was removed, moved or unmounted; no longer watching");
+            tracing::error!(
+                connector = %self.connector(),
+                directory = %self.layout.directory.display(),
+                "the directory was removed, moved or unmounted; no longer watching"
+            );
             return Flow::Stop;
         }
         let Some(name) = event.name else {
@@ -407,7 +428,7 @@ impl Watcher {
             let name = self
                 .candidates
                 .iter()
-                .filter(|(_, c)| c.complete || now >= c.changed_at + self.settle)
+                .filter(|(_, c)| self.due_at(c).is_some_and(|due| due <= now))
                 .min_by_key(|(_, c)| c.changed_at)
                 .map(|(name, _)| name.clone())?;
             let Some((seen, _)) = look(&self.layout.directory.join(&name)) else {
@@ -428,14 +449,17 @@ impl Watcher {
     fn next_deadline(&self) -> Option<Instant> {
         self.candidates
             .values()
-            .map(|c| {
-                if c.complete {
-                    c.changed_at
-                } else {
-                    c.changed_at + self.settle
-                }
-            })
+            .filter_map(|c| self.due_at(c))
             .min()
+    }
+
+    /// When `candidate` may be taken; `None` for a settle time too long to reach.
+    fn due_at(&self, candidate: &Candidate) -> Option<Instant> {
+        if candidate.complete {
+            Some(candidate.changed_at)
+        } else {
+            candidate.changed_at.checked_add(self.settle)
+        }
     }
 
     /// Reads, validates, sends and moves one file.
@@ -456,7 +480,11 @@ impl Watcher {
             }) => (records, identity, durable),
             Ok(Loaded::Gone) => return Flow::Continue,
             Ok(Loaded::Changed) => {
-                tracing::debug!(connector = %self.connector(), file = %shown, "the file changed while it was read; waiting for it to settle");
+                tracing::debug!(
+                    connector = %self.connector(),
+                    file = %shown,
+                    "the file changed while it was read; waiting for it to settle"
+                );
                 self.scan_one(name);
                 return Flow::Continue;
             }
@@ -472,7 +500,12 @@ impl Watcher {
             }
         };
         if durable > 0 {
-            tracing::info!(connector = %self.connector(), file = %shown, durable, "resuming a file taken before a restart");
+            tracing::info!(
+                connector = %self.connector(),
+                file = %shown,
+                durable,
+                "resuming a file taken before a restart"
+            );
         }
         match self.deliver(&name, &records, &identity, durable).await {
             Delivery::Durable => {}
@@ -495,10 +528,19 @@ impl Watcher {
             .await
         };
         match moved {
-            Ok(target) => tracing::info!(connector = %self.connector(), file = %shown,
-                records = records.len(), to = %target.display(), "file taken"),
-            Err(e) => tracing::error!(connector = %self.connector(), file = %shown, error = %e,
-                "every record is durable but the file could not be moved to done/"),
+            Ok(target) => tracing::info!(
+                connector = %self.connector(),
+                file = %shown,
+                records = records.len(),
+                to = %target.display(),
+                "file taken"
+            ),
+            Err(e) => tracing::error!(
+                connector = %self.connector(),
+                file = %shown,
+                error = %e,
+                "every record is durable but the file could not be moved to done/"
+            ),
         }
         Flow::Continue
     }
@@ -553,12 +595,20 @@ impl Watcher {
             match failure {
                 None => backoff = self.tuning.backoff_min,
                 Some(SpoolError::Closed) => {
-                    tracing::warn!(connector = %self.connector(), "the spool is closed; no longer taking files");
+                    tracing::warn!(
+                        connector = %self.connector(),
+                        "the spool is closed; no longer taking files"
+                    );
                     return Delivery::Stopped;
                 }
                 Some(e @ (SpoolError::Full { .. } | SpoolError::Storage(_))) => {
-                    tracing::warn!(connector = %self.connector(), file = %name.to_string_lossy(),
-                        error = %e, retry_in = ?backoff, "the spool refuses records; waiting");
+                    tracing::warn!(
+                        connector = %self.connector(),
+                        file = %name.to_string_lossy(),
+                        error = %e,
+                        retry_in = ?backoff,
+                        "the spool refuses records; waiting"
+                    );
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = self.cancel.cancelled() => return Delivery::Stopped,
@@ -585,8 +635,12 @@ impl Watcher {
         let (store, name_owned) = (self.progress.clone(), name.to_os_string());
         if let Err(e) = blocking(move || store.store(&name_owned, &record)).await {
             // Only costs duplicates after a crash: the records are durable in the spool.
-            tracing::warn!(connector = %self.connector(), file = %name.to_string_lossy(), error = %e,
-                "could not record progress");
+            tracing::warn!(
+                connector = %self.connector(),
+                file = %name.to_string_lossy(),
+                error = %e,
+                "could not record progress"
+            );
         }
     }
 
@@ -603,12 +657,22 @@ impl Watcher {
         .await;
         match moved {
             Ok(target) => {
-                tracing::warn!(connector = %self.connector(), file = %shown, reason = %reason,
-                to = %target.display(), "file refused")
+                tracing::warn!(
+                    connector = %self.connector(),
+                    file = %shown,
+                    reason = %reason,
+                    to = %target.display(),
+                    "file refused"
+                )
             }
             Err(e) => {
-                tracing::error!(connector = %self.connector(), file = %shown, reason = %reason,
-                error = %e, "file refused, and it could not be moved to failed/")
+                tracing::error!(
+                    connector = %self.connector(),
+                    file = %shown,
+                    reason = %reason,
+                    error = %e,
+                    "file refused, and it could not be moved to failed/"
+                )
             }
         }
     }
@@ -725,8 +789,12 @@ fn load(
     let durable = match progress.durable(name, &identity) {
         Ok(durable) => usize::try_from(durable).unwrap_or(usize::MAX),
         Err(e) => {
-            tracing::warn!(connector, file = %name.to_string_lossy(), error = %e,
-                "an unreadable progress record; taking the file from its start");
+            tracing::warn!(
+                connector,
+                file = %name.to_string_lossy(),
+                error = %e,
+                "an unreadable progress record; taking the file from its start"
+            );
             0
         }
     };
