@@ -3,7 +3,9 @@
 //! returns only once the event is durable in the spool. A source tells its sender
 //! "accepted" only after that.
 
+pub mod file_drop;
 pub mod syslog;
+pub mod webhook;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,8 +17,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::spool::{Event, FullPolicy, Spool, SpoolError};
-
-pub mod webhook;
 
 /// What the metrics and the API show of one connector.
 #[derive(Debug, Default)]
@@ -133,6 +133,7 @@ pub async fn start(
     match &connector.source {
         Source::Webhook(config) => webhook::start(config, sink, cancel).await,
         Source::Syslog(config) => syslog::start(config, sink, cancel).await,
+        Source::FileDrop(config) => file_drop::start(config, sink, cancel).await,
         // MERGE: the other kinds arrive with their branches.
         other => Err(StartError::new(
             format!("starting connector {}", connector.name),
