@@ -527,3 +527,30 @@ fn events_acknowledged_before_kill_9_are_all_delivered() {
         delivered.len() - id_of.len()
     );
 }
+
+#[test]
+fn a_csv_export_renamed_into_the_drop_directory_becomes_one_event_per_row() {
+    let platform = Platform::start();
+    let drops = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&uplink(
+        &platform,
+        &format!(
+            "[[connectors]]\nname = \"ebs-exports\"\nkind = \"file-drop\"\ndirectory = \"{}\"\nformat = \"csv\"\n",
+            drops.path().display()
+        ),
+    ));
+    // A batch job writes under a temporary name, then renames into place.
+    let csv = "invoice,amount,currency\r\nINV-1,120.50,CHF\r\n\"INV-2\",\"1,000.00\",EUR\r\n";
+    let part = drops.path().join("invoices.csv.part");
+    std::fs::write(&part, csv).unwrap();
+    std::fs::rename(&part, drops.path().join("invoices.csv")).unwrap();
+    let events = platform.wait_for_distinct(2, DRAIN_TIMEOUT);
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.kind == "file.record" && e.connector == "ebs-exports"));
+    assert_eq!(events[0].payload["file"], "invoices.csv");
+    assert_eq!(events[0].payload["data"]["invoice"], "INV-1");
+    assert_eq!(events[1].payload["data"]["amount"], "1,000.00");
+    daemon.wait_until(STATE_TIMEOUT, "the file moved to done/", || {
+        drops.path().join("done/invoices.csv").is_file().then_some(())
+    });
+}
