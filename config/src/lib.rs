@@ -7,6 +7,7 @@
 //! is a configuration error, and a changed secret file counts as a changed check on reload.
 #![forbid(unsafe_code)]
 
+mod connectors;
 mod error;
 mod ipsec;
 mod model;

@@ -163,7 +163,12 @@ fn https_url(url: &str) -> Result<String, String> {
     Ok(url.to_string())
 }
 
-fn integer(value: i64, (min, max): (i64, i64), path: &str, errors: &mut Errors) -> Option<i64> {
+pub(crate) fn integer(
+    value: i64,
+    (min, max): (i64, i64),
+    path: &str,
+    errors: &mut Errors,
+) -> Option<i64> {
     if (min..=max).contains(&value) {
         Some(value)
     } else if max == i64::MAX {
@@ -175,7 +180,7 @@ fn integer(value: i64, (min, max): (i64, i64), path: &str, errors: &mut Errors) 
     }
 }
 
-fn bounded_duration(
+pub(crate) fn bounded_duration(
     text: &str,
     (min, max): (Duration, Duration),
     path: &str,

@@ -13,10 +13,12 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod http_server;
 pub mod net;
 mod outcome;
 pub mod probes;
 pub mod protocol;
+pub mod running;
 pub mod simulate;
 pub mod sources;
 pub mod spool;

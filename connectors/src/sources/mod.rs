@@ -4,13 +4,18 @@
 //! "accepted" only after that.
 
 pub mod asterisk_ami;
+pub mod file_drop;
+pub mod syslog;
+pub mod webhook;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use siteward_config::WhenFull;
+use siteward_config::{Connector, Source, WhenFull};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::spool::{Event, FullPolicy, Spool, SpoolError};
 
@@ -117,5 +122,19 @@ impl StartError {
             doing: doing.into(),
             source,
         }
+    }
+}
+
+/// Starts the source of `connector`, feeding `sink`, until `cancel`.
+pub async fn start(
+    connector: &Connector,
+    sink: Sink,
+    cancel: CancellationToken,
+) -> Result<JoinHandle<()>, StartError> {
+    match &connector.source {
+        Source::Webhook(config) => webhook::start(config, sink, cancel).await,
+        Source::Syslog(config) => syslog::start(config, sink, cancel).await,
+        Source::FileDrop(config) => file_drop::start(config, sink, cancel).await,
+        Source::AsteriskAmi(config) => asterisk_ami::start(config, sink, cancel).await,
     }
 }

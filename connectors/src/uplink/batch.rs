@@ -2,7 +2,8 @@
 //!
 //! ```json
 //! {"appliance": "plant-02",
-//!  "events": [{"id": "plant-02-1234", "connector": "pbx", "kind": "ami.Hangup",
+//!  "events": [{"id": "plant-02-1234", "idempotency_key": "plant-02-1234",
+//!              "connector": "pbx", "kind": "ami.Hangup",
 //!              "received_at": "2026-11-24T21:30:44.123Z", "payload": {...}}]}
 //! ```
 //!
@@ -24,8 +25,11 @@ pub fn event_id(appliance: &str, sequence: u64) -> String {
 /// One event as the platform receives it.
 pub fn event_json(appliance: &str, sequence: u64, event: &Event) -> Value {
     let received_at = UNIX_EPOCH + Duration::from_millis(event.received_at_ms);
+    let id = event_id(appliance, sequence);
     json!({
-        "id": event_id(appliance, sequence),
+        "id": id,
+        // The same value under the name receivers' idempotency middleware looks for.
+        "idempotency_key": id,
         "connector": event.connector,
         "kind": event.kind,
         "received_at": rfc3339(received_at),
@@ -41,6 +45,25 @@ pub fn batch_body(appliance: &str, events: &[(u64, Event)]) -> Vec<u8> {
         .collect();
     serde_json::to_vec(&json!({ "appliance": appliance, "events": events })).unwrap_or_default()
 }
+
+/// A status report, in the same envelope as events so the platform has one receiver: a
+/// single event of kind `status` from connector `siteward`, its id made of the time (status
+/// reports are not spooled, and never redelivered).
+pub fn status_body(appliance: &str, at: SystemTime, status: Value) -> Vec<u8> {
+    let millis = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    let event = json!({
+        "id": format!("{appliance}-status-{millis}"),
+        "connector": STATUS_CONNECTOR,
+        "kind": STATUS_KIND,
+        "received_at": rfc3339(at),
+        "payload": status,
+    });
+    serde_json::to_vec(&json!({ "appliance": appliance, "events": [event] })).unwrap_or_default()
+}
+
+/// The connector and kind of status reports.
+pub const STATUS_CONNECTOR: &str = "siteward";
+pub const STATUS_KIND: &str = "status";
 
 fn payload_json(payload: &[u8]) -> Value {
     serde_json::from_slice(payload)
@@ -68,6 +91,7 @@ mod tests {
     fn an_event_carries_its_id_origin_time_and_payload() {
         let value = event_json("plant-02", 1234, &event(br#"{"Channel":"PJSIP/101"}"#));
         assert_eq!(value["id"], "plant-02-1234");
+        assert_eq!(value["idempotency_key"], "plant-02-1234");
         assert_eq!(value["connector"], "pbx");
         assert_eq!(value["kind"], "ami.Hangup");
         // 1795000244.123 s after the epoch (checked with Python's datetime).
@@ -81,6 +105,19 @@ mod tests {
         assert_eq!(value["payload"], "<134>Nov 24 host app: hello");
         let value = event_json("a", 1, &event(&[0xff, b'o', b'k']));
         assert_eq!(value["payload"], "\u{fffd}ok");
+    }
+
+    #[test]
+    fn a_status_report_is_one_event_in_the_same_envelope() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_795_000_244_123);
+        let body = status_body("plant-02", at, json!({"spool": {"events": 3}}));
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["appliance"], "plant-02");
+        let event = &value["events"][0];
+        assert_eq!(event["id"], "plant-02-status-1795000244123");
+        assert_eq!(event["kind"], "status");
+        assert_eq!(event["connector"], "siteward");
+        assert_eq!(event["payload"]["spool"]["events"], 3);
     }
 
     #[test]

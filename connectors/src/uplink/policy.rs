@@ -30,6 +30,13 @@ pub enum Answer {
     Unreachable(String),
 }
 
+impl Answer {
+    /// A 2xx status.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Answer::Status { code: 200..=299, .. })
+    }
+}
+
 /// What to do with the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
