@@ -121,18 +121,19 @@ pub async fn serve<S, B>(
                     watcher.watch(connection.into_owned()).await
                 }
                 Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => {
-                                tracing::debug!(listener = %name, %peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(listener = %name, %peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
+                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(listener = %name, %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(listener = %name, %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await
                 }

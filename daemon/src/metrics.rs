@@ -374,12 +374,42 @@ fn render_forwarding(out: &mut Exposition, forwarding: &Forwarding) {
         })
         .unwrap_or(0.0);
     for (name, kind, help, value) in [
-        ("siteward_spool_events", "gauge", "Events waiting in the spool for the uplink.", spool.events as f64),
-        ("siteward_spool_bytes", "gauge", "Bytes of the events waiting in the spool (what its bound counts).", spool.bytes as f64),
-        ("siteward_spool_oldest_event_age_seconds", "gauge", "Age of the oldest waiting event; 0 when the spool is empty.", age),
-        ("siteward_spool_dead_letters", "gauge", "Events the platform refused, kept for replay or purge.", spool.dead_letters as f64),
-        ("siteward_spool_dropped_total", "counter", "Events deleted by when_full = \"drop_oldest\" to make room (since start).", spool.dropped as f64),
-        ("siteward_spool_commits_total", "counter", "Durable commits (fsyncs) of the spool since start; fewer than events under load.", spool.commits as f64),
+        (
+            "siteward_spool_events",
+            "gauge",
+            "Events waiting in the spool for the uplink.",
+            spool.events as f64,
+        ),
+        (
+            "siteward_spool_bytes",
+            "gauge",
+            "Bytes of the events waiting in the spool (what its bound counts).",
+            spool.bytes as f64,
+        ),
+        (
+            "siteward_spool_oldest_event_age_seconds",
+            "gauge",
+            "Age of the oldest waiting event; 0 when the spool is empty.",
+            age,
+        ),
+        (
+            "siteward_spool_dead_letters",
+            "gauge",
+            "Events the platform refused, kept for replay or purge.",
+            spool.dead_letters as f64,
+        ),
+        (
+            "siteward_spool_dropped_total",
+            "counter",
+            "Events deleted by when_full = \"drop_oldest\" to make room (since start).",
+            spool.dropped as f64,
+        ),
+        (
+            "siteward_spool_commits_total",
+            "counter",
+            "Durable commits (fsyncs) of the spool since start; fewer than events under load.",
+            spool.commits as f64,
+        ),
     ] {
         out.family(name, kind, help);
         out.sample(name, &[], value);

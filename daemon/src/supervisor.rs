@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState};
 use crate::control;
 use crate::forwarding::Forwarding;
-use siteward_connectors::running::SetChanges;
 use crate::metrics::{self, DaemonStats, MetricsState};
 use crate::state_files::ensure_private_dir;
 use crate::tokens::TokenStore;
+use siteward_connectors::running::SetChanges;
 
 /// How long servers get to stop after shutdown is asked for.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,7 +57,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         state_dir,
         config.spool.max_bytes,
     )?);
-    log_set_changes("connectors", &forwarding.apply_connectors(&config.connectors).await);
+    log_set_changes(
+        "connectors",
+        &forwarding.apply_connectors(&config.connectors).await,
+    );
     let status = status_report(&engine, &tunnels, &forwarding);
     forwarding
         .apply_uplink(config.uplink.as_ref(), status.clone())
@@ -72,8 +75,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         appliance: config.appliance.name.clone(),
         started: Instant::now(),
     });
-    let control_task = control::serve(state_dir, admin::local_router(admin_state.clone()), shutdown.clone())
-        .context("opening the control socket")?;
+    let control_task = control::serve(
+        state_dir,
+        admin::local_router(admin_state.clone()),
+        shutdown.clone(),
+    )
+    .context("opening the control socket")?;
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         tls,
@@ -183,7 +190,10 @@ async fn reload(path: &Path, running: &mut Config, parts: Running<'_>, stats: &D
         }
     }
     log_tunnel_changes(&tunnels.apply(&new.tunnels).await);
-    log_set_changes("connectors", &forwarding.apply_connectors(&new.connectors).await);
+    log_set_changes(
+        "connectors",
+        &forwarding.apply_connectors(&new.connectors).await,
+    );
     if let Err(e) = forwarding
         .apply_uplink(new.uplink.as_ref(), status.clone())
         .await
@@ -229,7 +239,11 @@ fn log_set_changes(what: &str, changes: &SetChanges) {
 /// Builds the payload of a status report: what the API shows of checks, tunnels, the spool.
 type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
-fn status_report(engine: &Arc<Engine>, tunnels: &Arc<Tunnels>, forwarding: &Arc<Forwarding>) -> StatusFn {
+fn status_report(
+    engine: &Arc<Engine>,
+    tunnels: &Arc<Tunnels>,
+    forwarding: &Arc<Forwarding>,
+) -> StatusFn {
     let (engine, tunnels) = (engine.clone(), tunnels.clone());
     // Weak: the uplink holding this closure must not keep the spool alive.
     let forwarding = Arc::downgrade(forwarding);

@@ -370,7 +370,10 @@ impl Daemon {
 
 /// Starts `siteward run` on the configuration in `dir` and waits until it logs `siteward
 /// running` (after both listeners logged their bound address).
-fn launch(options: &DaemonOptions, dir: &Path) -> (ChildProcess, SocketAddr, SocketAddr, TlsClient) {
+fn launch(
+    options: &DaemonOptions,
+    dir: &Path,
+) -> (ChildProcess, SocketAddr, SocketAddr, TlsClient) {
     let bin = siteward_bin();
     let mut command = match &options.netns {
         Some(ns) => {

@@ -30,10 +30,7 @@ pub enum Behaviour {
     /// 200 and the events are recorded.
     Accept,
     /// This status (and `Retry-After` if given) with a short body; nothing recorded.
-    Status {
-        code: u16,
-        retry_after: Option<u64>,
-    },
+    Status { code: u16, retry_after: Option<u64> },
     /// Read the request, never answer.
     Hang,
     /// Read the request, then reset the connection.
@@ -98,7 +95,11 @@ impl Platform {
             .tempdir()
             .expect("creating the platform's directory");
         let ca = TestCa::new("Test Platform CA");
-        let leaf = ca.issue_leaf("platform.test", &["127.0.0.1", "localhost"], KeyKind::EcdsaP256);
+        let leaf = ca.issue_leaf(
+            "platform.test",
+            &["127.0.0.1", "localhost"],
+            KeyKind::EcdsaP256,
+        );
         let ca_file = dir.path().join("platform-ca.pem");
         std::fs::write(&ca_file, ca.cert_pem()).expect("writing the platform CA");
         let client_ca = require_client_cert.then(|| TestCa::new("Test Appliance CA"));
@@ -235,9 +236,10 @@ impl Drop for Platform {
 
 fn server_config(leaf: &Leaf, client_ca: Option<&TestCa>) -> ServerConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .expect("the platform's certificate");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("the platform's certificate");
     let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("the platform's key");
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -247,7 +249,9 @@ fn server_config(leaf: &Leaf, client_ca: Option<&TestCa>) -> ServerConfig {
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(ca.cert_pem().as_bytes()) {
-                roots.add(cert.expect("the client CA")).expect("adding the client CA");
+                roots
+                    .add(cert.expect("the client CA"))
+                    .expect("adding the client CA");
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
@@ -299,7 +303,10 @@ fn serve_connection(tcp: TcpStream, tls: Arc<ServerConfig>, shared: &Shared, sto
                         received_at: event["received_at"].as_str().unwrap_or("").to_string(),
                         payload: event["payload"].clone(),
                         appliance: appliance.clone(),
-                        idempotency_key: event["idempotency_key"].as_str().unwrap_or("").to_string(),
+                        idempotency_key: event["idempotency_key"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string(),
                     });
                 }
                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
@@ -319,7 +326,10 @@ fn serve_connection(tcp: TcpStream, tls: Arc<ServerConfig>, shared: &Shared, sto
             Behaviour::Hang => {
                 // Hold the connection until the client gives up or the platform stops.
                 let mut sink = [0u8; 1];
-                let _ = stream.get_mut().sock.set_read_timeout(Some(Duration::from_secs(120)));
+                let _ = stream
+                    .get_mut()
+                    .sock
+                    .set_read_timeout(Some(Duration::from_secs(120)));
                 let _ = stream.read(&mut sink);
                 return;
             }
@@ -330,7 +340,11 @@ fn serve_connection(tcp: TcpStream, tls: Arc<ServerConfig>, shared: &Shared, sto
             Behaviour::Garbage => b"\x00\x01garbage, not HTTP at all\r\n\r\n".to_vec(),
         };
         let writer = stream.get_mut();
-        if writer.write_all(&answer).and_then(|()| writer.flush()).is_err() {
+        if writer
+            .write_all(&answer)
+            .and_then(|()| writer.flush())
+            .is_err()
+        {
             return;
         }
     }

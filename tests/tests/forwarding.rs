@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use siteward_tests::http::{self, Request, Response};
-use siteward_tests::{siteward_bin, Behaviour, Daemon, Platform, STATE_TIMEOUT};
+use siteward_tests::{siteward_bin, Behaviour, Daemon, Platform, Simulator, STATE_TIMEOUT};
 
 const HMAC_SECRET: &str = "hook-secret-0123456789";
 const TOKEN: &str = "platform-token-0123456789";
@@ -102,7 +102,12 @@ fn webhook_events_reach_the_platform_once_each_with_valid_ids() {
     }
     let events = platform.wait_for_distinct(EVENTS, DRAIN_TIMEOUT);
     // A healthy platform gets each event exactly once, in the order they were accepted.
-    assert_eq!(events.len(), EVENTS, "duplicates: {}", events.len() - EVENTS);
+    assert_eq!(
+        events.len(),
+        EVENTS,
+        "duplicates: {}",
+        events.len() - EVENTS
+    );
     let prefix = format!("{}-", daemon.appliance());
     let mut last_sequence = 0;
     for (n, event) in events.iter().enumerate() {
@@ -116,21 +121,35 @@ fn webhook_events_reach_the_platform_once_each_with_valid_ids() {
             .strip_prefix(&prefix)
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("id {} is not {prefix}<sequence>", event.id));
-        assert!(sequence > last_sequence || n == 0, "ids out of order: {event:?}");
+        assert!(
+            sequence > last_sequence || n == 0,
+            "ids out of order: {event:?}"
+        );
         last_sequence = sequence;
         assert!(event.received_at.ends_with('Z'), "{}", event.received_at);
     }
     for request in platform.requests() {
-        assert_eq!(request.authorization.as_deref(), Some(&*format!("Bearer {TOKEN}")));
+        assert_eq!(
+            request.authorization.as_deref(),
+            Some(&*format!("Bearer {TOKEN}"))
+        );
         assert_eq!(request.content_type.as_deref(), Some("application/json"));
     }
-    daemon.wait_until(STATE_TIMEOUT, "the delivered counter shows every event", || {
-        let scrape = daemon.scrape();
-        (scrape.get("siteward_uplink_events_delivered_total", &[]) == Some(EVENTS as f64))
-            .then_some(())
-    });
+    daemon.wait_until(
+        STATE_TIMEOUT,
+        "the delivered counter shows every event",
+        || {
+            let scrape = daemon.scrape();
+            (scrape.get("siteward_uplink_events_delivered_total", &[]) == Some(EVENTS as f64))
+                .then_some(())
+        },
+    );
     assert_eq!(
-        metric(&daemon, "siteward_connector_events_received_total", &[("connector", "ebs")]),
+        metric(
+            &daemon,
+            "siteward_connector_events_received_total",
+            &[("connector", "ebs")]
+        ),
         EVENTS as f64
     );
     assert_eq!(metric(&daemon, "siteward_spool_events", &[]), 0.0);
@@ -153,7 +172,10 @@ fn bad_webhooks_are_refused_counted_and_not_stored() {
     };
     let body = payload(1);
     // No signature, a wrong one, one of another body.
-    let unsigned = Request { body: &body, ..Request::post("/hooks/hooks") };
+    let unsigned = Request {
+        body: &body,
+        ..Request::post("/hooks/hooks")
+    };
     assert_eq!(send(&unsigned).status, 401);
     let wrong = Request {
         body: &body,
@@ -176,11 +198,19 @@ fn bad_webhooks_are_refused_counted_and_not_stored() {
     assert_eq!(send(&Request::post("/elsewhere")).status, 404);
 
     assert_eq!(
-        metric(&daemon, "siteward_connector_rejected_total", &[("connector", "hooks")]),
+        metric(
+            &daemon,
+            "siteward_connector_rejected_total",
+            &[("connector", "hooks")]
+        ),
         5.0
     );
     assert_eq!(
-        metric(&daemon, "siteward_connector_events_received_total", &[("connector", "hooks")]),
+        metric(
+            &daemon,
+            "siteward_connector_events_received_total",
+            &[("connector", "hooks")]
+        ),
         0.0
     );
     // A good one still goes through, and is the only one the platform sees.
@@ -202,10 +232,14 @@ fn while_the_platform_is_down_the_spool_grows_then_drains_in_order() {
     for n in 0..EVENTS {
         assert_eq!(post_hook(addr, "pbx", &payload(n)).unwrap().status, 202);
     }
-    daemon.wait_until(STATE_TIMEOUT, "the uplink has failed and the circuit opened", || {
-        let scrape = daemon.scrape();
-        (scrape.get("siteward_uplink_circuit_open", &[]) == Some(1.0)).then_some(scrape)
-    });
+    daemon.wait_until(
+        STATE_TIMEOUT,
+        "the uplink has failed and the circuit opened",
+        || {
+            let scrape = daemon.scrape();
+            (scrape.get("siteward_uplink_circuit_open", &[]) == Some(1.0)).then_some(scrape)
+        },
+    );
     let stats = spool_cli(&daemon, &["stats"]);
     assert_eq!(stats["events"], EVENTS, "{stats:#}");
     assert!(stats["bytes"].as_u64().unwrap() > 0);
@@ -220,7 +254,10 @@ fn while_the_platform_is_down_the_spool_grows_then_drains_in_order() {
     for behaviour in [
         Behaviour::Garbage,
         Behaviour::Reset,
-        Behaviour::Status { code: 429, retry_after: Some(1) },
+        Behaviour::Status {
+            code: 429,
+            retry_after: Some(1),
+        },
     ] {
         let seen = platform.requests().len();
         platform.set(behaviour);
@@ -234,12 +271,16 @@ fn while_the_platform_is_down_the_spool_grows_then_drains_in_order() {
         .collect();
     let expected: Vec<u64> = (0..EVENTS as u64).collect();
     assert_eq!(orders, expected, "delivered out of the order of arrival");
-    daemon.wait_until(STATE_TIMEOUT, "the spool is empty and the circuit closed", || {
-        let scrape = daemon.scrape();
-        (scrape.get("siteward_spool_events", &[]) == Some(0.0)
-            && scrape.get("siteward_uplink_circuit_open", &[]) == Some(0.0))
-        .then_some(())
-    });
+    daemon.wait_until(
+        STATE_TIMEOUT,
+        "the spool is empty and the circuit closed",
+        || {
+            let scrape = daemon.scrape();
+            (scrape.get("siteward_spool_events", &[]) == Some(0.0)
+                && scrape.get("siteward_uplink_circuit_open", &[]) == Some(0.0))
+            .then_some(())
+        },
+    );
 }
 
 #[test]
@@ -257,7 +298,10 @@ fn refused_events_become_dead_letters_that_can_be_replayed_and_purged() {
     daemon.wait_until(STATE_TIMEOUT, "three dead letters", || {
         (spool_cli(&daemon, &["stats"])["dead_letters"] == 3).then_some(())
     });
-    assert_eq!(metric(&daemon, "siteward_uplink_dead_letter_total", &[]), 3.0);
+    assert_eq!(
+        metric(&daemon, "siteward_uplink_dead_letter_total", &[]),
+        3.0
+    );
     let letters = spool_cli(&daemon, &["list", "--dead-letters"]);
     let letters = letters["dead_letters"].as_array().unwrap();
     assert_eq!(letters.len(), 3);
@@ -331,7 +375,13 @@ fn a_full_spool_blocks_with_503_and_recovers() {
     };
     assert!(refused.header("retry-after").is_some());
     assert!(accepted > 100, "only {accepted} events fitted");
-    assert!(metric(&daemon, "siteward_connector_refused_total", &[("connector", "bulk")]) >= 1.0);
+    assert!(
+        metric(
+            &daemon,
+            "siteward_connector_refused_total",
+            &[("connector", "bulk")]
+        ) >= 1.0
+    );
     // The platform returns: everything accepted arrives, and the hook takes events again.
     platform.set(Behaviour::Accept);
     platform.wait_for_distinct(accepted, DRAIN_TIMEOUT);
@@ -359,7 +409,10 @@ fn a_full_spool_with_drop_oldest_counts_what_it_dropped() {
     const EVENTS: usize = 300;
     for n in 0..EVENTS {
         let body = format!("{{\"order\":{n},\"fill\":\"{filler}\"}}");
-        assert_eq!(post_hook(addr, "lossy", body.as_bytes()).unwrap().status, 202);
+        assert_eq!(
+            post_hook(addr, "lossy", body.as_bytes()).unwrap().status,
+            202
+        );
     }
     let dropped = metric(&daemon, "siteward_spool_dropped_total", &[]) as usize;
     let waiting = metric(&daemon, "siteward_spool_events", &[]) as usize;
@@ -396,8 +449,14 @@ fn the_uplink_authenticates_with_a_client_certificate() {
     let report = daemon.wait_until(STATE_TIMEOUT, "a status report arrives", || {
         platform.status_reports().first().cloned()
     });
-    assert!(report.id.starts_with(&format!("{}-status-", daemon.appliance())));
-    assert!(report.payload["spool"]["events"].is_u64(), "{:?}", report.payload);
+    assert!(report
+        .id
+        .starts_with(&format!("{}-status-", daemon.appliance())));
+    assert!(
+        report.payload["spool"]["events"].is_u64(),
+        "{:?}",
+        report.payload
+    );
     assert!(report.payload["checks"].is_array());
 }
 
@@ -428,7 +487,9 @@ fn syslog_from_the_real_logger_reaches_the_platform() {
         .collect();
     assert!(messages.contains("nightly export done"), "{events:?}");
     assert!(messages.contains("nightly import done"), "{events:?}");
-    assert!(events.iter().all(|e| e.kind == "syslog" && e.payload["app_name"] == "ebs-batch"));
+    assert!(events
+        .iter()
+        .all(|e| e.kind == "syslog" && e.payload["app_name"] == "ebs-batch"));
 }
 
 /// Posts numbered webhooks from several threads until stopped; remembers every number
@@ -463,7 +524,11 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, acked, threads }
+        Load {
+            stop,
+            acked,
+            threads,
+        }
     }
 
     fn acked(&self) -> usize {
@@ -490,25 +555,38 @@ fn events_acknowledged_before_kill_9_are_all_delivered() {
     for round in 0..20 {
         // Kill at a random moment, once the load is under way in this run.
         let before = load.acked();
-        daemon.wait_until(STATE_TIMEOUT, "the webhook acknowledges events again", || {
-            (load.acked() > before).then_some(())
-        });
+        daemon.wait_until(
+            STATE_TIMEOUT,
+            "the webhook acknowledges events again",
+            || (load.acked() > before).then_some(()),
+        );
         let moment = Duration::from_millis(rng.random_range(20..400));
         std::thread::sleep(moment); // the random moment of the crash, not a readiness wait
         daemon.kill_and_restart();
-        eprintln!("round {round}: killed after {moment:?}, {} acked so far", load.acked());
+        eprintln!(
+            "round {round}: killed after {moment:?}, {} acked so far",
+            load.acked()
+        );
     }
     let acked = load.finish();
-    assert!(acked.len() > 100, "only {} events acknowledged", acked.len());
+    assert!(
+        acked.len() > 100,
+        "only {} events acknowledged",
+        acked.len()
+    );
     // Every acknowledged event arrives...
-    let delivered = daemon.wait_until(DRAIN_TIMEOUT, "every acknowledged event is delivered", || {
-        let events = platform.events();
-        let seen: HashSet<u64> = events
-            .iter()
-            .filter_map(|e| e.payload["load"].as_u64())
-            .collect();
-        acked.is_subset(&seen).then_some(events)
-    });
+    let delivered = daemon.wait_until(
+        DRAIN_TIMEOUT,
+        "every acknowledged event is delivered",
+        || {
+            let events = platform.events();
+            let seen: HashSet<u64> = events
+                .iter()
+                .filter_map(|e| e.payload["load"].as_u64())
+                .collect();
+            acked.is_subset(&seen).then_some(events)
+        },
+    );
     // ...and a duplicate is a redelivery: the same event under the same id, never the same
     // content under two ids or two contents under one id.
     let mut id_of: HashMap<u64, String> = HashMap::new();
@@ -546,11 +624,52 @@ fn a_csv_export_renamed_into_the_drop_directory_becomes_one_event_per_row() {
     std::fs::rename(&part, drops.path().join("invoices.csv")).unwrap();
     let events = platform.wait_for_distinct(2, DRAIN_TIMEOUT);
     assert_eq!(events.len(), 2);
-    assert!(events.iter().all(|e| e.kind == "file.record" && e.connector == "ebs-exports"));
+    assert!(events
+        .iter()
+        .all(|e| e.kind == "file.record" && e.connector == "ebs-exports"));
     assert_eq!(events[0].payload["file"], "invoices.csv");
     assert_eq!(events[0].payload["data"]["invoice"], "INV-1");
     assert_eq!(events[1].payload["data"]["amount"], "1,000.00");
     daemon.wait_until(STATE_TIMEOUT, "the file moved to done/", || {
-        drops.path().join("done/invoices.csv").is_file().then_some(())
+        drops
+            .path()
+            .join("done/invoices.csv")
+            .is_file()
+            .then_some(())
     });
+}
+
+#[test]
+fn pbx_call_events_reach_the_platform_filtered() {
+    // No Asterisk can be installed here: the project's AMI simulator stands in for it,
+    // placing a call every 200 ms to every session that asked for events.
+    let pbx = Simulator::start(
+        "asterisk-ami",
+        &["--username", "siteward", "--secret", "ami-secret-0123", "--event-interval-ms", "200"],
+    );
+    let platform = Platform::start();
+    let daemon = Daemon::start(&uplink(
+        &platform,
+        &format!(
+            "[[connectors]]\nname = \"pbx\"\nkind = \"asterisk-ami\"\ntarget = \"{}\"\n\
+             username = \"siteward\"\nsecret = \"ami-secret-0123\"\nevents = [\"Hangup\", \"Cdr\"]\n\
+             reconnect_max = \"1s\"\n",
+            pbx.addr
+        ),
+    ));
+    daemon.wait_until(STATE_TIMEOUT, "the AMI connector is logged in", || {
+        (daemon.scrape().get("siteward_connector_up", &[("connector", "pbx"), ("kind", "asterisk-ami")])
+            == Some(1.0))
+        .then_some(())
+    });
+    let events = platform.wait_for_distinct(4, DRAIN_TIMEOUT);
+    assert!(
+        events.iter().all(|e| e.kind == "ami.Hangup" || e.kind == "ami.Cdr"),
+        "only the filtered events: {:?}",
+        events.iter().map(|e| &e.kind).collect::<Vec<_>>()
+    );
+    let hangup = events.iter().find(|e| e.kind == "ami.Hangup").unwrap();
+    assert_eq!(hangup.payload["Event"], "Hangup");
+    assert!(hangup.payload["Uniqueid"].is_string(), "{:?}", hangup.payload);
+    assert!(!daemon.logs().iter().any(|l| l.contains("ami-secret-0123")));
 }

@@ -85,7 +85,8 @@ pub fn serve(
         path: config.path.clone(),
         max_body: config.max_body_bytes,
         hmac: config.hmac.as_ref().map(|hmac| {
-            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, hmac.secret.expose().as_bytes());
+            let key =
+                ring::hmac::Key::new(ring::hmac::HMAC_SHA256, hmac.secret.expose().as_bytes());
             (key, hmac.header.clone())
         }),
         sink,
@@ -149,7 +150,12 @@ impl Hook {
         };
         if let (Some((key, header)), Some(signature)) = (&self.hmac, signature) {
             if let Err(why) = verify_signature(key, signature.as_deref(), &body) {
-                tracing::debug!(connector = self.sink.connector(), header, why, "webhook refused");
+                tracing::debug!(
+                    connector = self.sink.connector(),
+                    header,
+                    why,
+                    "webhook refused"
+                );
                 return self.refuse(StatusCode::UNAUTHORIZED, why);
             }
         }
@@ -264,7 +270,10 @@ mod tests {
             Ok(())
         );
         // Without the prefix too.
-        assert_eq!(verify_signature(&key(), Some(&header[7..]), b"Hello, World!"), Ok(()));
+        assert_eq!(
+            verify_signature(&key(), Some(&header[7..]), b"Hello, World!"),
+            Ok(())
+        );
     }
 
     #[test]
@@ -288,7 +297,9 @@ mod tests {
         assert!(check_body(b"plain text", false).is_ok());
         assert!(check_body(b"", false).is_err());
         assert!(check_body(&[0xff, 0xfe], false).is_err());
-        assert!(check_body(b"{\"a\":", true).unwrap_err().contains("not JSON"));
+        assert!(check_body(b"{\"a\":", true)
+            .unwrap_err()
+            .contains("not JSON"));
     }
 
     #[test]

@@ -50,7 +50,10 @@ pub fn batch_body(appliance: &str, events: &[(u64, Event)]) -> Vec<u8> {
 /// single event of kind `status` from connector `siteward`, its id made of the time (status
 /// reports are not spooled, and never redelivered).
 pub fn status_body(appliance: &str, at: SystemTime, status: Value) -> Vec<u8> {
-    let millis = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    let millis = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
     let event = json!({
         "id": format!("{appliance}-status-{millis}"),
         "connector": STATUS_CONNECTOR,

@@ -33,7 +33,13 @@ pub enum Answer {
 impl Answer {
     /// A 2xx status.
     pub fn is_success(&self) -> bool {
-        matches!(self, Answer::Status { code: 200..=299, .. })
+        matches!(
+            self,
+            Answer::Status {
+                code: 200..=299,
+                ..
+            }
+        )
     }
 }
 

@@ -11,13 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use siteward_connectors::sources::now_ms;
-use siteward_connectors::uplink::batch::event_json;
-use std::sync::atomic::Ordering;
 use serde_json::json;
 use siteward_connectors::engine::{CheckSnapshot, Engine};
+use siteward_connectors::sources::now_ms;
+use siteward_connectors::uplink::batch::event_json;
 use siteward_connectors::Outcome;
 use siteward_netstack::{PeerStatus, RekeyError, RekeyTarget, TunnelStatus, Tunnels};
+use std::sync::atomic::Ordering;
 
 use crate::forwarding::Forwarding;
 use crate::tokens::TokenStore;

@@ -37,7 +37,11 @@ pub fn run(args: SpoolArgs) -> anyhow::Result<ExitCode> {
                     "purge deletes events for good; add --yes to confirm"
                 ));
             }
-            let queue = if *dead_letters { "dead-letters" } else { "events" };
+            let queue = if *dead_letters {
+                "dead-letters"
+            } else {
+                "events"
+            };
             (Method::POST, format!("/api/v1/spool/purge?queue={queue}"))
         }
     };
@@ -70,10 +74,9 @@ async fn request(
             socket.display()
         )
     })?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("talking to the daemon")?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("talking to the daemon")?;
     tokio::spawn(connection);
     let request = Request::builder()
         .method(method)
