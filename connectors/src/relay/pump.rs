@@ -18,6 +18,13 @@ use tokio::time::Instant;
 /// is what actually bounds it.
 const SPLICE_CHUNK: usize = 1 << 20;
 
+/// What a new pipe holds (16 pages); one splice that fills it marks a bulk transfer.
+const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
+
+/// The pipe of a bulk transfer: a quarter of the splices, and of the CPU, of a default one
+/// (Linux's `pipe-max-size`, so an unprivileged process may ask for it too).
+const BULK_PIPE_SIZE: i32 = 1 << 20;
+
 /// Buffer of the user-space fallback; allocated only while bytes are in flight.
 const COPY_BUFFER: usize = 16 * 1024;
 
@@ -125,6 +132,7 @@ pub(super) async fn pump(from: &TcpStream, to: &TcpStream, meter: Meter<'_>) -> 
     from.readable().await?;
     let (pipe_out, pipe_in) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
         .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("creating a pipe: {e}")))?;
+    let mut bulk = false;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
         // The pipe is empty here, so EAGAIN can only mean `from` has nothing to read (a
@@ -142,6 +150,10 @@ pub(super) async fn pump(from: &TcpStream, to: &TcpStream, meter: Meter<'_>) -> 
             Err(e) => return Err(e),
         };
         meter.activity.touch();
+        if !bulk && filled >= DEFAULT_PIPE_SIZE {
+            bulk = true;
+            grow(&pipe_in);
+        }
         let mut in_pipe = filled;
         while in_pipe > 0 {
             match to.try_io(Interest::WRITABLE, || {
@@ -161,6 +173,13 @@ pub(super) async fn pump(from: &TcpStream, to: &TcpStream, meter: Meter<'_>) -> 
             }
         }
     }
+}
+
+/// Grows the pipe of a bulk transfer, once. Its pages exist only while bytes are in it, so
+/// an idle connection costs no more; a refusal (an unprivileged user over
+/// `pipe-user-pages-soft`) keeps the pipe as it is.
+fn grow(pipe_in: &OwnedFd) {
+    let _ = nix::fcntl::fcntl(pipe_in, nix::fcntl::FcntlArg::F_SETPIPE_SZ(BULK_PIPE_SIZE));
 }
 
 /// splice(2) refused these sockets (EINVAL: a kind it cannot splice; ENOSYS/EOPNOTSUPP: a
