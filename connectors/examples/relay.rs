@@ -43,9 +43,7 @@ fn parse_target(text: &str) -> Result<HostPort, String> {
     let (host, port) = text
         .rsplit_once(':')
         .ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
-    let port = port
-        .parse()
-        .map_err(|e| format!("port of {text:?}: {e}"))?;
+    let port = port.parse().map_err(|e| format!("port of {text:?}: {e}"))?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let host = match bare.parse() {
         Ok(ip) => Host::Ip(ip),
@@ -59,8 +57,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();

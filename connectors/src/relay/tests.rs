@@ -188,6 +188,22 @@ async fn assert_echoes(stream: &mut TcpStream, message: &[u8]) {
     assert_eq!(back, message);
 }
 
+/// Sends `data` and then its end while reading what comes back, until the peer's end.
+async fn exchange(stream: TcpStream, data: &[u8]) -> Vec<u8> {
+    let (mut read, mut write) = stream.into_split();
+    let send = async {
+        write.write_all(data).await.unwrap();
+        write.shutdown().await.unwrap();
+    };
+    let mut received = Vec::new();
+    let receive = read.read_to_end(&mut received);
+    let ((), got) = tokio::time::timeout(WAIT, async { tokio::join!(send, receive) })
+        .await
+        .expect("the exchange to finish");
+    got.unwrap();
+    received
+}
+
 fn random_bytes(len: usize) -> Vec<u8> {
     let mut data = vec![0u8; len];
     rand::rng().fill_bytes(&mut data);
@@ -203,33 +219,13 @@ async fn relays_megabytes_each_way_byte_exact() {
     let target = Target::start(move |stream| {
         let (received_tx, reply) = (received_tx.clone(), reply.clone());
         async move {
-            let (mut read, mut write) = stream.into_split();
-            let send = async {
-                write.write_all(&reply).await.unwrap();
-                write.shutdown().await.unwrap();
-            };
-            let mut received = Vec::new();
-            let receive = read.read_to_end(&mut received);
-            let ((), got) = tokio::join!(send, receive);
-            got.unwrap();
-            received_tx.send(received).unwrap();
+            received_tx.send(exchange(stream, &reply).await).unwrap();
         }
     })
     .await;
     let relay = RunningRelay::start(relay_config(target.port, 0)).await;
 
-    let client = relay.connect().await;
-    let (mut read, mut write) = client.into_split();
-    let send = async {
-        write.write_all(&to_target).await.unwrap();
-        write.shutdown().await.unwrap();
-    };
-    let mut received = Vec::new();
-    let receive = read.read_to_end(&mut received);
-    let ((), got) = tokio::time::timeout(WAIT, async { tokio::join!(send, receive) })
-        .await
-        .expect("the exchange to finish");
-    got.unwrap();
+    let received = exchange(relay.connect().await, &to_target).await;
     assert!(received == from_target, "target -> client bytes differ");
     let at_target = tokio::time::timeout(WAIT, received_rx.recv())
         .await
@@ -259,18 +255,7 @@ async fn simultaneous_echo_of_megabytes() {
     let target = Target::echo().await;
     let relay = RunningRelay::start(relay_config(target.port, 0)).await;
     let data = random_bytes(8 << 20);
-    let client = relay.connect().await;
-    let (mut read, mut write) = client.into_split();
-    let send = async {
-        write.write_all(&data).await.unwrap();
-        write.shutdown().await.unwrap();
-    };
-    let mut back = Vec::new();
-    let receive = read.read_to_end(&mut back);
-    let ((), got) = tokio::time::timeout(WAIT, async { tokio::join!(send, receive) })
-        .await
-        .expect("the echo to finish");
-    got.unwrap();
+    let back = exchange(relay.connect().await, &data).await;
     assert!(back == data, "echoed bytes differ");
     relay
         .wait_count("connection released", |c| &c.active_connections, 0)
@@ -417,7 +402,7 @@ async fn max_connections_is_honoured() {
 async fn idle_connection_is_closed() {
     let target = Target::echo().await;
     let mut config = relay_config(target.port, 0);
-    config.idle_timeout = Duration::from_millis(200);
+    config.idle_timeout = Duration::from_millis(500);
     let relay = RunningRelay::start(config).await;
 
     let mut client = relay.connect().await;
