@@ -130,8 +130,8 @@ pub(super) async fn relay(
 /// The pipe is made on the first readiness, so an idle connection holds no pipe.
 pub(super) async fn pump(from: &TcpStream, to: &TcpStream, meter: Meter<'_>) -> io::Result<()> {
     from.readable().await?;
-    let (pipe_out, pipe_in) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("creating a pipe: {e}")))?;
+    // The errno is kept as it is: the caller tells "out of file descriptors" by it.
+    let (pipe_out, pipe_in) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
     let mut bulk = false;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
