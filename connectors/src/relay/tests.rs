@@ -368,6 +368,20 @@ fn allow_matches_networks_and_ipv4_clients_of_a_dual_stack_listener() {
     assert!(!allowed(&[], "10.1.2.3".parse().unwrap()));
 }
 
+proptest::proptest! {
+    /// An IPv4 client is judged the same whether it arrives as itself or, on a dual-stack
+    /// listener, as `::ffff:a.b.c.d`; and exactly when its network contains it.
+    #[test]
+    fn allow_judges_mapped_ipv4_as_ipv4(client: u32, network: u32, prefix in 0u8..=32) {
+        let net = ipnet::Ipv4Net::new(Ipv4Addr::from(network), prefix).unwrap();
+        let allow = vec![ipnet::IpNet::V4(net)];
+        let ip = Ipv4Addr::from(client);
+        let expected = net.contains(&ip);
+        proptest::prop_assert_eq!(allowed(&allow, IpAddr::V4(ip)), expected);
+        proptest::prop_assert_eq!(allowed(&allow, IpAddr::V6(ip.to_ipv6_mapped())), expected);
+    }
+}
+
 #[tokio::test]
 async fn max_connections_is_honoured() {
     let target = Target::echo().await;
