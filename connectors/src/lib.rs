@@ -10,6 +10,7 @@
 //!   (TNS listener, SAP gateway/SAProuter, Asterisk AMI), with failure modes.
 //! - [`spool`]: the durable store-and-forward queue of events the relay connectors accept.
 //! - [`uplink`]: delivering the spool to the cloud platform (batch format, retry policy).
+//! - [`relay`]: `[[relays]]`, TCP relays toward on-prem services, zero-copy (splice).
 #![forbid(unsafe_code)]
 
 pub mod engine;
@@ -18,6 +19,7 @@ pub mod net;
 mod outcome;
 pub mod probes;
 pub mod protocol;
+pub mod relay;
 pub mod running;
 pub mod simulate;
 pub mod sources;

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use siteward_config::{Connector, Uplink};
+use siteward_config::{Connector, Relay, Uplink};
+use siteward_connectors::relay::{self, RelayCounters};
 use siteward_connectors::running::{SetChanges, TaskSet};
 use siteward_connectors::sources::{self, ConnectorCounters, Sink};
 use siteward_connectors::spool::Spool;
@@ -28,6 +29,7 @@ pub struct Forwarding {
     appended: Arc<Notify>,
     pub uplink_counters: Arc<UplinkCounters>,
     pub sources: TaskSet<Connector, ConnectorCounters>,
+    pub relays: TaskSet<Relay, RelayCounters>,
     uplink: Mutex<Option<RunningUplink>>,
 }
 
@@ -48,6 +50,7 @@ impl Forwarding {
             appended: Arc::new(Notify::new()),
             uplink_counters: Arc::new(UplinkCounters::default()),
             sources: TaskSet::default(),
+            relays: TaskSet::default(),
             uplink: Mutex::new(None),
         })
     }
@@ -64,6 +67,14 @@ impl Forwarding {
                     counters,
                 );
                 async move { sources::start(&connector, sink, cancel).await }
+            })
+            .await
+    }
+
+    pub async fn apply_relays(&self, relays: &[Relay]) -> SetChanges {
+        self.relays
+            .apply(relays, |relay, counters, cancel| async move {
+                relay::start(&relay, counters, cancel).await
             })
             .await
     }
@@ -131,6 +142,7 @@ impl Forwarding {
     /// Stops sources and relays first (no new events), then the uplink.
     pub async fn shutdown(&self) {
         self.sources.shutdown().await;
+        self.relays.shutdown().await;
         let running = self.lock_uplink().take();
         if let Some(running) = running {
             running.stop().await;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::forwarding::Forwarding;
 use siteward_config::Source;
+use siteward_connectors::relay::RelayCounters;
 use siteward_connectors::sources::ConnectorCounters;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -106,6 +107,7 @@ pub fn render(state: &MetricsState) -> String {
     render_tunnels(&mut out, &tunnels);
     render_ipsec(&mut out, &tunnels);
     render_forwarding(&mut out, &state.forwarding);
+    render_relays(&mut out, &state.forwarding);
     render_process(&mut out);
     out.text
 }
@@ -466,6 +468,75 @@ fn render_forwarding(out: &mut Exposition, forwarding: &Forwarding) {
     ] {
         out.family(name, kind, help);
         out.sample(name, &[], value);
+    }
+}
+
+fn render_relays(out: &mut Exposition, forwarding: &Forwarding) {
+    let relays = forwarding.relays.statuses();
+    type Read = fn(&RelayCounters) -> u64;
+    let families: [(&str, &str, &str, Read); 7] = [
+        (
+            "siteward_relay_connections_total",
+            "counter",
+            "Connections relayed (let through and connected to the target).",
+            |c| c.connections_total.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_relay_active_connections",
+            "gauge",
+            "Connections held now (connecting or relaying).",
+            |c| c.active_connections.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_relay_refused_total",
+            "counter",
+            "Connections closed at once: source outside allow.",
+            |c| c.refused_total.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_relay_rejected_full_total",
+            "counter",
+            "Connections closed at once: max_connections already held.",
+            |c| c.rejected_full_total.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_relay_connect_failures_total",
+            "counter",
+            "Connections closed because the target could not be reached.",
+            |c| c.connect_failures_total.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_relay_bytes_to_target_total",
+            "counter",
+            "Bytes relayed from clients to the target.",
+            |c| c.bytes_to_target_total.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_relay_bytes_from_target_total",
+            "counter",
+            "Bytes relayed from the target back to clients.",
+            |c| c.bytes_from_target_total.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, read) in families {
+        out.family(name, kind, help);
+        for relay in &relays {
+            let labels = [("relay", relay.config.name.as_str())];
+            out.sample(name, &labels, read(&relay.counters) as f64);
+        }
+    }
+    out.family(
+        "siteward_relay_up",
+        "gauge",
+        "1 if the relay listens, 0 if it could not start.",
+    );
+    for relay in &relays {
+        let labels = [("relay", relay.config.name.as_str())];
+        out.sample(
+            "siteward_relay_up",
+            &labels,
+            f64::from(u8::from(relay.error.is_none())),
+        );
     }
 }
 

@@ -61,6 +61,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         "connectors",
         &forwarding.apply_connectors(&config.connectors).await,
     );
+    log_set_changes("relays", &forwarding.apply_relays(&config.relays).await);
     let status = status_report(&engine, &tunnels, &forwarding);
     forwarding
         .apply_uplink(config.uplink.as_ref(), status.clone())
@@ -103,6 +104,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         checks = config.checks.len(),
         tunnels = config.tunnels.len(),
         connectors = config.connectors.len(),
+        relays = config.relays.len(),
         config = %config_path.display(),
         "siteward running"
     );
@@ -194,6 +196,7 @@ async fn reload(path: &Path, running: &mut Config, parts: Running<'_>, stats: &D
         "connectors",
         &forwarding.apply_connectors(&new.connectors).await,
     );
+    log_set_changes("relays", &forwarding.apply_relays(&new.relays).await);
     if let Err(e) = forwarding
         .apply_uplink(new.uplink.as_ref(), status.clone())
         .await
@@ -216,6 +219,7 @@ async fn reload(path: &Path, running: &mut Config, parts: Running<'_>, stats: &D
     running.checks = new.checks;
     running.tunnels = new.tunnels;
     running.connectors = new.connectors;
+    running.relays = new.relays;
     running.uplink = new.uplink;
 }
 

@@ -645,7 +645,14 @@ fn pbx_call_events_reach_the_platform_filtered() {
     // placing a call every 200 ms to every session that asked for events.
     let pbx = Simulator::start(
         "asterisk-ami",
-        &["--username", "siteward", "--secret", "ami-secret-0123", "--event-interval-ms", "200"],
+        &[
+            "--username",
+            "siteward",
+            "--secret",
+            "ami-secret-0123",
+            "--event-interval-ms",
+            "200",
+        ],
     );
     let platform = Platform::start();
     let daemon = Daemon::start(&uplink(
@@ -658,18 +665,26 @@ fn pbx_call_events_reach_the_platform_filtered() {
         ),
     ));
     daemon.wait_until(STATE_TIMEOUT, "the AMI connector is logged in", || {
-        (daemon.scrape().get("siteward_connector_up", &[("connector", "pbx"), ("kind", "asterisk-ami")])
-            == Some(1.0))
+        (daemon.scrape().get(
+            "siteward_connector_up",
+            &[("connector", "pbx"), ("kind", "asterisk-ami")],
+        ) == Some(1.0))
         .then_some(())
     });
     let events = platform.wait_for_distinct(4, DRAIN_TIMEOUT);
     assert!(
-        events.iter().all(|e| e.kind == "ami.Hangup" || e.kind == "ami.Cdr"),
+        events
+            .iter()
+            .all(|e| e.kind == "ami.Hangup" || e.kind == "ami.Cdr"),
         "only the filtered events: {:?}",
         events.iter().map(|e| &e.kind).collect::<Vec<_>>()
     );
     let hangup = events.iter().find(|e| e.kind == "ami.Hangup").unwrap();
     assert_eq!(hangup.payload["Event"], "Hangup");
-    assert!(hangup.payload["Uniqueid"].is_string(), "{:?}", hangup.payload);
+    assert!(
+        hangup.payload["Uniqueid"].is_string(),
+        "{:?}",
+        hangup.payload
+    );
     assert!(!daemon.logs().iter().any(|l| l.contains("ami-secret-0123")));
 }

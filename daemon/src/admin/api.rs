@@ -61,6 +61,7 @@ fn resources() -> Router<Arc<AdminState>> {
         .route("/api/v1/tunnels/{name}", get(get_tunnel))
         .route("/api/v1/tunnels/{name}/rekey", post(rekey_tunnel))
         .route("/api/v1/connectors", get(list_connectors))
+        .route("/api/v1/relays", get(list_relays))
         .route("/api/v1/spool", get(spool_stats))
         .route("/api/v1/spool/events", get(spool_events))
         .route("/api/v1/spool/dead-letters", get(spool_dead_letters))
@@ -175,6 +176,34 @@ async fn list_connectors(State(state): State<Arc<AdminState>>) -> Json<serde_jso
         })
         .collect();
     Json(json!({ "connectors": connectors }))
+}
+
+async fn list_relays(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    let relays: Vec<serde_json::Value> = state
+        .forwarding
+        .relays
+        .statuses()
+        .iter()
+        .map(|relay| {
+            let c = &relay.counters;
+            json!({
+                "name": relay.config.name,
+                "listen": relay.config.listen.to_string(),
+                "target": relay.config.target.to_string(),
+                "allow": relay.config.allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "running": relay.error.is_none(),
+                "error": relay.error,
+                "connections": c.connections_total.load(Ordering::Relaxed),
+                "active_connections": c.active_connections.load(Ordering::Relaxed),
+                "refused": c.refused_total.load(Ordering::Relaxed),
+                "rejected_full": c.rejected_full_total.load(Ordering::Relaxed),
+                "connect_failures": c.connect_failures_total.load(Ordering::Relaxed),
+                "bytes_to_target": c.bytes_to_target_total.load(Ordering::Relaxed),
+                "bytes_from_target": c.bytes_from_target_total.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    Json(json!({ "relays": relays }))
 }
 
 /// The payload of a status report: the checks and tunnels as the API lists them, and the
