@@ -38,6 +38,9 @@ const NEXT_SEQUENCE: &str = "next_sequence";
 /// Most commands one commit takes: a flood shares fsyncs, yet the first waits for at most
 /// this many.
 const MAX_GROUP: usize = 4096;
+/// redb's page cache. Its default (1 GiB) would let a backlog of events fill the box's
+/// memory; the spool reads each event about once (oldest first), so a small cache serves.
+const CACHE_BYTES: usize = 16 << 20;
 /// Longest dead-letter reason kept.
 const MAX_REASON: usize = 1024;
 
@@ -134,7 +137,10 @@ impl Spool {
             path: path.to_path_buf(),
             message,
         };
-        let db = Database::create(path).map_err(|e| open_error(e.to_string()))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| open_error(e.to_string()))?;
         let stats = initial_stats(&db).map_err(|e| open_error(e.to_string()))?;
         let db = Arc::new(db);
         let stats = Arc::new(Mutex::new(stats));
