@@ -346,8 +346,11 @@ fn free_port() -> u16 {
         .expect("finding a free port")
 }
 
-#[test]
-fn a_full_spool_blocks_with_503_and_recovers() {
+/// A daemon with a 1 MiB spool and webhook `name`, its platform answering 503.
+fn small_spool_while_the_platform_is_down(
+    name: &str,
+    when_full: &str,
+) -> (Platform, Daemon, SocketAddr) {
     let platform = Platform::start();
     platform.set(Behaviour::Status {
         code: 503,
@@ -357,15 +360,24 @@ fn a_full_spool_blocks_with_503_and_recovers() {
         &platform,
         &format!(
             "[spool]\nmax_bytes = 1048576\n\n{}",
-            webhook("bulk", "127.0.0.1:0", "block")
+            webhook(name, "127.0.0.1:0", when_full)
         ),
     ));
-    let addr = daemon.listener("webhook bulk");
-    let filler = "x".repeat(8000);
+    let addr = daemon.listener(&format!("webhook {name}"));
+    (platform, daemon, addr)
+}
+
+/// Event `n` with 8 KB of filler: about 130 fill the 1 MiB spool.
+fn big_event(n: usize) -> Vec<u8> {
+    format!("{{\"order\":{n},\"fill\":\"{}\"}}", "x".repeat(8000)).into_bytes()
+}
+
+#[test]
+fn a_full_spool_blocks_with_503_and_recovers() {
+    let (platform, daemon, addr) = small_spool_while_the_platform_is_down("bulk", "block");
     let mut accepted = 0;
     let refused = loop {
-        let body = format!("{{\"order\":{accepted},\"fill\":\"{filler}\"}}");
-        let response = post_hook(addr, "bulk", body.as_bytes()).unwrap();
+        let response = post_hook(addr, "bulk", &big_event(accepted)).unwrap();
         match response.status {
             202 => accepted += 1,
             503 => break response,
@@ -392,27 +404,10 @@ fn a_full_spool_blocks_with_503_and_recovers() {
 
 #[test]
 fn a_full_spool_with_drop_oldest_counts_what_it_dropped() {
-    let platform = Platform::start();
-    platform.set(Behaviour::Status {
-        code: 503,
-        retry_after: None,
-    });
-    let daemon = Daemon::start(&uplink(
-        &platform,
-        &format!(
-            "[spool]\nmax_bytes = 1048576\n\n{}",
-            webhook("lossy", "127.0.0.1:0", "drop_oldest")
-        ),
-    ));
-    let addr = daemon.listener("webhook lossy");
-    let filler = "x".repeat(8000);
+    let (platform, daemon, addr) = small_spool_while_the_platform_is_down("lossy", "drop_oldest");
     const EVENTS: usize = 300;
     for n in 0..EVENTS {
-        let body = format!("{{\"order\":{n},\"fill\":\"{filler}\"}}");
-        assert_eq!(
-            post_hook(addr, "lossy", body.as_bytes()).unwrap().status,
-            202
-        );
+        assert_eq!(post_hook(addr, "lossy", &big_event(n)).unwrap().status, 202);
     }
     let dropped = metric(&daemon, "siteward_spool_dropped_total", &[]) as usize;
     let waiting = metric(&daemon, "siteward_spool_events", &[]) as usize;
