@@ -250,10 +250,12 @@ fn while_the_platform_is_down_the_spool_grows_then_drains_in_order() {
     assert_eq!(listed["events"].as_array().unwrap().len(), 5);
     assert_eq!(listed["events"][0]["payload"]["order"], 0);
 
-    // Garbage, a reset and a 429 with Retry-After do not lose anything either.
+    // Garbage, a reset, a hang (past the 3 s timeout) and a 429 with Retry-After do not
+    // lose anything either.
     for behaviour in [
         Behaviour::Garbage,
         Behaviour::Reset,
+        Behaviour::Hang,
         Behaviour::Status {
             code: 429,
             retry_after: Some(1),
