@@ -7,12 +7,14 @@
 //! is a configuration error, and a changed secret file counts as a changed check on reload.
 #![forbid(unsafe_code)]
 
+mod connectors;
 mod error;
 mod ipsec;
 mod model;
 mod raw;
 mod secret;
 mod tunnels;
+mod uplink;
 mod validate;
 mod wg_key;
 

@@ -21,6 +21,165 @@ pub struct Config {
     pub metrics: Metrics,
     pub checks: Vec<Check>,
     pub tunnels: Vec<Tunnel>,
+    /// Where the relay connectors' events go; `None` without an `[uplink]` section.
+    pub uplink: Option<Uplink>,
+    pub spool: SpoolSettings,
+    pub connectors: Vec<Connector>,
+    pub relays: Vec<Relay>,
+}
+
+/// `[uplink]`: the cloud platform's HTTPS endpoint and how to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uplink {
+    /// `https://host[:port]/path`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer ...`.
+    pub token: Option<Secret>,
+    /// Mutual TLS: this box's certificate and key (PEM).
+    pub client_cert: Option<CertAndKey>,
+    /// CA certificates the platform's certificate must chain to; `None`: the system's.
+    pub ca_file: Option<PathBuf>,
+    pub batch_max_events: usize,
+    pub batch_max_bytes: usize,
+    /// How long a batch may wait to fill before it is sent.
+    pub batch_max_wait: Duration,
+    /// Per request.
+    pub timeout: Duration,
+    /// How often a status report goes out; `None`: never.
+    pub status_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertAndKey {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// `[spool]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpoolSettings {
+    /// Bytes of events the spool holds at most.
+    pub max_bytes: u64,
+}
+
+/// One `[[connectors]]` entry: a source of events for the spool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connector {
+    pub name: String,
+    /// What an event does when the spool is full.
+    pub when_full: WhenFull,
+    pub source: Source,
+}
+
+/// `when_full`: `block` pushes back on the source (a webhook answers 503, a TCP syslog
+/// sender waits), `drop_oldest` deletes the oldest events and counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    Block,
+    DropOldest,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Webhook(WebhookSource),
+    AsteriskAmi(AmiSource),
+    FileDrop(FileDropSource),
+    Syslog(SyslogSource),
+}
+
+impl Source {
+    /// The `kind` as written in the file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Webhook(_) => "webhook",
+            Source::AsteriskAmi(_) => "asterisk-ami",
+            Source::FileDrop(_) => "file-drop",
+            Source::Syslog(_) => "syslog",
+        }
+    }
+}
+
+/// `kind = "webhook"`: an HTTP(S) listener that accepts POSTs on one path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSource {
+    pub listen: SocketAddr,
+    /// Absolute path, e.g. `/hooks/ebs`.
+    pub path: String,
+    /// Largest body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// With a shared secret, each request must carry `hmac_header` = hex HMAC-SHA256 of
+    /// the body (optionally prefixed `sha256=`), else 401.
+    pub hmac: Option<WebhookHmac>,
+    /// Serve HTTPS with this certificate and key; `None`: plain HTTP.
+    pub tls: Option<CertAndKey>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookHmac {
+    pub secret: Secret,
+    /// Header name, lower case.
+    pub header: String,
+}
+
+/// `kind = "asterisk-ami"`: a persistent AMI client turning call events into events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AmiSource {
+    pub target: HostPort,
+    pub username: String,
+    pub secret: Secret,
+    /// AMI event names to keep (`Newchannel`, `Hangup`, `Cdr`...); empty keeps every event.
+    pub events: Vec<String>,
+    /// Longest wait between reconnection attempts.
+    pub reconnect_max: Duration,
+    pub placement: Placement,
+}
+
+/// `kind = "file-drop"`: files batch jobs drop into a directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileDropSource {
+    pub directory: PathBuf,
+    /// A file counts as complete once its size has not changed for this long (a file
+    /// renamed into place is complete at once).
+    pub settle: Duration,
+    pub format: FileFormat,
+    /// Largest file taken; a bigger one goes to `failed/`.
+    pub max_file_bytes: u64,
+}
+
+/// How a dropped file becomes events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// One event per file (JSON if the file is JSON, else a string).
+    Whole,
+    /// One event per row, as an object keyed by the header row.
+    Csv,
+    /// One event per line, each a JSON value.
+    JsonLines,
+}
+
+/// `kind = "syslog"`: RFC 5424 and RFC 3164 over UDP and/or TCP (RFC 6587 framing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyslogSource {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    /// Longest message accepted; longer ones are counted and dropped (UDP) or end the
+    /// connection (TCP, where the framing is lost).
+    pub max_message_bytes: usize,
+}
+
+/// One `[[relays]]` entry: a TCP port on this box forwarded to a service behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relay {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub target: HostPort,
+    /// Source networks allowed to connect; others are closed at once and counted.
+    pub allow: Vec<ipnet::IpNet>,
+    pub max_connections: usize,
+    /// A connection with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Where the connection toward the target leaves the box.
+    pub placement: Placement,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -27,6 +27,31 @@ pub struct RawMetrics {
     pub listen: Option<String>,
 }
 
+/// `[uplink]`: where the spool's events go. Integers stay `i64` so that a negative or huge
+/// value gets its own message.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUplink {
+    pub url: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub batch_max_events: Option<i64>,
+    pub batch_max_bytes: Option<i64>,
+    pub batch_max_wait: Option<String>,
+    pub timeout: Option<String>,
+    pub status_interval: Option<String>,
+}
+
+/// `[spool]`: the durable queue in the state directory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpool {
+    pub max_bytes: Option<i64>,
+}
+
 /// One `[[checks]]` table. Kind-specific keys are all optional here; validation
 /// rejects the ones that do not belong to the check's kind.
 #[derive(Debug, Default, Deserialize)]
@@ -284,4 +309,123 @@ pub struct RawPeer {
     pub allowed_ips: Option<Vec<String>>,
     /// Any value: a bare integer gets its own hint ("25s").
     pub persistent_keepalive: Option<toml::Value>,
+}
+
+/// One `[[connectors]]` table. Kind-specific keys are all optional here; validation
+/// rejects the ones that do not belong to the connector's kind.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnector {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub when_full: Option<String>,
+    // webhook
+    pub listen: Option<String>,
+    pub path: Option<String>,
+    pub max_body_bytes: Option<i64>,
+    pub hmac_secret: Option<String>,
+    pub hmac_secret_file: Option<PathBuf>,
+    pub hmac_header: Option<String>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    // asterisk-ami
+    pub target: Option<String>,
+    pub username: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub events: Option<Vec<String>>,
+    pub reconnect_max: Option<String>,
+    pub source: Option<String>,
+    pub interface: Option<String>,
+    // file-drop
+    pub directory: Option<PathBuf>,
+    pub settle: Option<String>,
+    pub format: Option<String>,
+    pub max_file_bytes: Option<i64>,
+    // syslog
+    pub udp: Option<String>,
+    pub tcp: Option<String>,
+    pub max_message_bytes: Option<i64>,
+}
+
+/// Kinds of `[[connectors]]`.
+pub const CONNECTOR_KINDS: &[&str] = &["webhook", "asterisk-ami", "file-drop", "syslog"];
+
+/// The keys of a `[[connectors]]` kind, besides `name`, `kind` and `when_full`.
+pub fn connector_keys_of_kind(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "webhook" => &[
+            "listen",
+            "path",
+            "max_body_bytes",
+            "hmac_secret",
+            "hmac_secret_file",
+            "hmac_header",
+            "cert_file",
+            "key_file",
+        ],
+        "asterisk-ami" => &[
+            "target",
+            "username",
+            "secret",
+            "secret_file",
+            "events",
+            "reconnect_max",
+            "source",
+            "interface",
+        ],
+        "file-drop" => &["directory", "settle", "format", "max_file_bytes"],
+        "syslog" => &["udp", "tcp", "max_message_bytes"],
+        _ => &[],
+    }
+}
+
+impl RawConnector {
+    /// The kind-specific keys that are set, by name.
+    pub fn kind_keys_set(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        let mut note = |present: bool, key: &'static str| {
+            if present {
+                set.push(key);
+            }
+        };
+        note(self.listen.is_some(), "listen");
+        note(self.path.is_some(), "path");
+        note(self.max_body_bytes.is_some(), "max_body_bytes");
+        note(self.hmac_secret.is_some(), "hmac_secret");
+        note(self.hmac_secret_file.is_some(), "hmac_secret_file");
+        note(self.hmac_header.is_some(), "hmac_header");
+        note(self.cert_file.is_some(), "cert_file");
+        note(self.key_file.is_some(), "key_file");
+        note(self.target.is_some(), "target");
+        note(self.username.is_some(), "username");
+        note(self.secret.is_some(), "secret");
+        note(self.secret_file.is_some(), "secret_file");
+        note(self.events.is_some(), "events");
+        note(self.reconnect_max.is_some(), "reconnect_max");
+        note(self.source.is_some(), "source");
+        note(self.interface.is_some(), "interface");
+        note(self.directory.is_some(), "directory");
+        note(self.settle.is_some(), "settle");
+        note(self.format.is_some(), "format");
+        note(self.max_file_bytes.is_some(), "max_file_bytes");
+        note(self.udp.is_some(), "udp");
+        note(self.tcp.is_some(), "tcp");
+        note(self.max_message_bytes.is_some(), "max_message_bytes");
+        set
+    }
+}
+
+/// One `[[relays]]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelay {
+    pub name: Option<String>,
+    pub listen: Option<String>,
+    pub target: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub max_connections: Option<i64>,
+    pub idle_timeout: Option<String>,
+    pub source: Option<String>,
+    pub interface: Option<String>,
 }

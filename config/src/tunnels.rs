@@ -549,7 +549,7 @@ pub(crate) fn networks(
 }
 
 /// A network with its prefix length, e.g. `10.20.0.0/16` or `fd00:20::1/64`.
-fn cidr(text: &str) -> Result<IpNet, String> {
+pub(crate) fn cidr(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
         .map_err(|_| match text.parse::<IpAddr>() {
             Ok(ip) => format!(

@@ -8,11 +8,22 @@ use std::time::Duration;
 
 use serde::de::{DeserializeOwned, Visitor};
 
+use crate::connectors::{report_collisions, Listener};
 use crate::model::*;
-use crate::raw::{keys_of_kind, RawAdmin, RawAppliance, RawCheck, RawMetrics};
+use crate::raw::{keys_of_kind, RawAdmin, RawAppliance, RawCheck, RawMetrics, RawSpool, RawUplink};
 use crate::{FieldError, Secret};
 
-const TOP_LEVEL_KEYS: &[&str] = &["appliance", "admin", "metrics", "checks", "tunnels"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "appliance",
+    "admin",
+    "metrics",
+    "uplink",
+    "spool",
+    "checks",
+    "tunnels",
+    "connectors",
+    "relays",
+];
 /// Keys of `[[checks]]` that every kind takes; the others are listed by [`keys_of_kind`].
 const COMMON_CHECK_KEYS: &[&str] = &[
     "name",
@@ -32,6 +43,8 @@ const SECRET_KEYS: &[&str] = &[
     "private_key",
     "preshared_key",
     "psk",
+    "hmac_secret",
+    "token",
 ];
 const DEFAULT_STATE_DIR: &str = "/var/lib/siteward";
 const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8443";
@@ -103,17 +116,54 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<FieldErro
         }
     }
 
+    // No section, no uplink; a section that did not decode was reported.
+    let uplink = match table.get("uplink") {
+        None => Some(None),
+        Some(_) => section::<RawUplink>(&table, "uplink", &mut errors)
+            .and_then(|raw| crate::uplink::uplink(raw, base_dir, &mut errors))
+            .map(Some),
+    };
+    let spool = section::<RawSpool>(&table, "spool", &mut errors)
+        .and_then(|raw| crate::uplink::spool(raw, &mut errors));
+
     let checks = checks(&table, base_dir, &mut errors);
     let tunnels = crate::tunnels::tunnels(&table, base_dir, &mut errors);
+    let connectors = crate::connectors::connectors(&table, base_dir, &mut errors);
+    let relays = crate::connectors::relays(&table, &mut errors);
+    if !connectors.is_empty() && matches!(uplink, Some(None)) {
+        errors.push(
+            "connectors",
+            "connectors accept events for the platform: add an [uplink] section to deliver them",
+        );
+    }
+    // Admin and metrics were compared above; each other listener is compared with them too.
+    let mut listeners = Vec::new();
+    if let Some(admin) = &admin {
+        listeners.push(Listener::tcp(admin.listen, "admin.listen"));
+    }
+    if let Some(metrics) = &metrics {
+        listeners.push(Listener::tcp(metrics.listen, "metrics.listen"));
+    }
+    let compared = listeners.len();
+    listeners.extend(crate::connectors::listeners(&connectors, &relays));
+    report_collisions(&listeners, compared, &mut errors);
 
-    match (appliance, admin, metrics) {
-        (Some(appliance), Some(admin), Some(metrics)) if errors.0.is_empty() => Ok(Config {
-            appliance,
-            admin,
-            metrics,
-            checks,
-            tunnels,
-        }),
+    match (appliance, admin, metrics, uplink, spool) {
+        (Some(appliance), Some(admin), Some(metrics), Some(uplink), Some(spool))
+            if errors.0.is_empty() =>
+        {
+            Ok(Config {
+                appliance,
+                admin,
+                metrics,
+                checks,
+                tunnels,
+                uplink,
+                spool,
+                connectors,
+                relays,
+            })
+        }
         _ => Err(errors.0),
     }
 }
@@ -135,7 +185,7 @@ fn toml_syntax_error(text: &str, e: &toml::de::Error) -> String {
 
 /// Two listeners that the kernel would not let both bind: the same port on the same
 /// address, or on an address and the wildcard covering it (`[::]` also covers IPv4).
-fn listeners_collide(a: SocketAddr, b: SocketAddr) -> bool {
+pub(crate) fn listeners_collide(a: SocketAddr, b: SocketAddr) -> bool {
     let covers = |wild: IpAddr, other: IpAddr| {
         wild.is_unspecified() && (wild.is_ipv4() == other.is_ipv4() || wild.is_ipv6())
     };
@@ -578,21 +628,8 @@ fn check(raw: RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Opt
             );
         }
     }
-    let source = raw
-        .source
-        .as_deref()
-        .and_then(|s| match s.parse::<IpAddr>() {
-            Ok(ip) => Some(ip),
-            Err(_) => {
-                errors.push(at("source"), format!("\"{s}\" is not an IP address"));
-                None
-            }
-        });
-    if let Some(interface) = &raw.interface {
-        if let Err(msg) = check_interface_name(interface) {
-            errors.push(at("interface"), msg);
-        }
-    }
+    let placement = placement(raw.source.as_deref(), raw.interface.clone(), &at, errors);
+    let source = placement.as_ref().and_then(|p| p.source);
 
     let probe = kind.and_then(|kind| probe(&raw, kind, path, base_dir, errors));
     if let (Some(source), Some(target_ip)) = (source, probe.as_ref().and_then(literal_target_ip)) {
@@ -613,12 +650,32 @@ fn check(raw: RawCheck, path: &str, base_dir: &Path, errors: &mut Errors) -> Opt
         timeout: timeout?,
         rise,
         fall,
-        placement: Placement {
-            source,
-            interface: raw.interface,
-        },
+        placement: placement?,
         probe: probe?,
     })
+}
+
+/// Where sockets toward a target leave the box: `source` and `interface` keys.
+pub(crate) fn placement(
+    source: Option<&str>,
+    interface: Option<String>,
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Errors,
+) -> Option<Placement> {
+    let before = errors.0.len();
+    let source = source.and_then(|s| match s.parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            errors.push(at("source"), format!("\"{s}\" is not an IP address"));
+            None
+        }
+    });
+    if let Some(interface) = &interface {
+        if let Err(msg) = check_interface_name(interface) {
+            errors.push(at("interface"), msg);
+        }
+    }
+    (errors.0.len() == before).then_some(Placement { source, interface })
 }
 
 /// The target's IP if it is written as a literal, for the source/target family check.
@@ -1102,7 +1159,7 @@ pub(crate) fn secret_text(
 
 /// [`secret_text`] for a secret that is text: not empty and without control characters
 /// (it goes into a line- or NUL-delimited protocol field).
-fn secret(
+pub(crate) fn secret(
     inline: Option<&str>,
     file: Option<&Path>,
     base_dir: &Path,
@@ -1165,7 +1222,7 @@ pub(crate) fn resolve_path(base_dir: &Path, path: &Path) -> PathBuf {
     }
 }
 
-fn existing_file(
+pub(crate) fn existing_file(
     base_dir: &Path,
     path: &Path,
     field: &str,
@@ -1198,7 +1255,7 @@ pub(crate) fn duration(text: &str, path: &str, errors: &mut Errors) -> Option<Du
     }
 }
 
-fn socket_addr(text: &str, path: &str, errors: &mut Errors) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(text: &str, path: &str, errors: &mut Errors) -> Option<SocketAddr> {
     match text.parse() {
         Ok(addr) => Some(addr),
         Err(_) => {

@@ -53,7 +53,7 @@ fn unknown_top_level_section() {
     assert_only_error(
         &format!("{HEAD}[alerts]\nemail = \"ops@corp.example\"\n"),
         "alerts",
-        "unknown section (expected one of appliance, admin, metrics, checks, tunnels)",
+        "unknown section (expected one of appliance, admin, metrics, uplink, spool, checks, tunnels, connectors, relays)",
     );
 }
 

@@ -8,13 +8,22 @@
 //!   counters, runs a check on demand, and applies a reloaded config as a diff.
 //! - [`simulate`]: servers that stand in for peers that cannot be installed here
 //!   (TNS listener, SAP gateway/SAProuter, Asterisk AMI), with failure modes.
+//! - [`spool`]: the durable store-and-forward queue of events the relay connectors accept.
+//! - [`uplink`]: delivering the spool to the cloud platform (batch format, retry policy).
+//! - [`relay`]: `[[relays]]`, TCP relays toward on-prem services, zero-copy (splice).
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod http_server;
 pub mod net;
 mod outcome;
 pub mod probes;
 pub mod protocol;
+pub mod relay;
+pub mod running;
 pub mod simulate;
+pub mod sources;
+pub mod spool;
+pub mod uplink;
 
 pub use outcome::{Failure, Observation, Outcome, ProbeResult, Reason};

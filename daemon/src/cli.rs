@@ -30,6 +30,9 @@ pub enum Command {
         #[command(subcommand)]
         action: WgAction,
     },
+    /// The running daemon's spool: `stats`, `list` waiting events or dead letters,
+    /// `replay` dead letters, `purge` a queue.
+    Spool(SpoolArgs),
     /// Serve a protocol simulator (for tests, and for checking a firewall path like `niping -s`).
     Simulate(crate::commands::simulate::SimulateArgs),
 }
@@ -93,4 +96,38 @@ pub enum WgAction {
     Genkey,
     /// Read a private key on standard input, print its public key.
     Pubkey,
+}
+
+#[derive(Debug, Args)]
+pub struct SpoolArgs {
+    /// Configuration file (its `appliance.state_dir` holds the control socket).
+    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH, global = true)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub action: SpoolAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolAction {
+    /// Events and bytes waiting, the oldest event's age, dead letters, uplink counters.
+    Stats,
+    /// The oldest waiting events (or dead letters, with the platform's reason), as JSON.
+    List {
+        /// List the dead letters instead of the waiting events.
+        #[arg(long)]
+        dead_letters: bool,
+        /// How many to show.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put every dead letter back into the queue (with new ids).
+    Replay,
+    /// Delete every waiting event (or, with --dead-letters, every dead letter).
+    Purge {
+        #[arg(long)]
+        dead_letters: bool,
+        /// Confirm: purged events are gone for good.
+        #[arg(long)]
+        yes: bool,
+    },
 }

@@ -5,6 +5,8 @@
 mod admin;
 mod cli;
 mod commands;
+mod control;
+mod forwarding;
 mod logging;
 mod metrics;
 mod state_files;

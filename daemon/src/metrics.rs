@@ -19,6 +19,11 @@ use siteward_netstack::{TunnelStatus, Tunnels};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::forwarding::Forwarding;
+use siteward_config::Source;
+use siteward_connectors::relay::RelayCounters;
+use siteward_connectors::sources::ConnectorCounters;
+
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Counters of the daemon itself (not of any one subsystem).
@@ -33,6 +38,7 @@ pub struct DaemonStats {
 pub struct MetricsState {
     pub engine: Arc<Engine>,
     pub tunnels: Arc<Tunnels>,
+    pub forwarding: Arc<Forwarding>,
     pub stats: Arc<DaemonStats>,
 }
 
@@ -100,6 +106,8 @@ pub fn render(state: &MetricsState) -> String {
     let tunnels = state.tunnels.statuses();
     render_tunnels(&mut out, &tunnels);
     render_ipsec(&mut out, &tunnels);
+    render_forwarding(&mut out, &state.forwarding);
+    render_relays(&mut out, &state.forwarding);
     render_process(&mut out);
     out.text
 }
@@ -354,6 +362,181 @@ fn render_process(out: &mut Exposition) {
             out.family(name, kind, help);
             out.sample(name, &[], value);
         }
+    }
+}
+
+/// The spool, the connectors that feed it and the uplink that drains it.
+fn render_forwarding(out: &mut Exposition, forwarding: &Forwarding) {
+    let spool = forwarding.spool.stats();
+    let age = spool
+        .oldest_received_at_ms
+        .map(|at| {
+            let now = siteward_connectors::sources::now_ms();
+            now.saturating_sub(at) as f64 / 1000.0
+        })
+        .unwrap_or(0.0);
+    for (name, kind, help, value) in [
+        (
+            "siteward_spool_events",
+            "gauge",
+            "Events waiting in the spool for the uplink.",
+            spool.events as f64,
+        ),
+        (
+            "siteward_spool_bytes",
+            "gauge",
+            "Bytes of the events waiting in the spool (what its bound counts).",
+            spool.bytes as f64,
+        ),
+        (
+            "siteward_spool_oldest_event_age_seconds",
+            "gauge",
+            "Age of the oldest waiting event; 0 when the spool is empty.",
+            age,
+        ),
+        (
+            "siteward_spool_dead_letters",
+            "gauge",
+            "Events the platform refused, kept for replay or purge.",
+            spool.dead_letters as f64,
+        ),
+        (
+            "siteward_spool_dropped_total",
+            "counter",
+            "Events deleted by when_full = \"drop_oldest\" to make room (since start).",
+            spool.dropped as f64,
+        ),
+        (
+            "siteward_spool_commits_total",
+            "counter",
+            "Durable commits (fsyncs) of the spool since start; fewer than events under load.",
+            spool.commits as f64,
+        ),
+    ] {
+        out.family(name, kind, help);
+        out.sample(name, &[], value);
+    }
+
+    let sources = forwarding.sources.statuses();
+    type Read = fn(&ConnectorCounters) -> u64;
+    let families: [(&str, &str, Read); 3] = [
+        (
+            "siteward_connector_events_received_total",
+            "Events a connector handed to the spool, durable.",
+            |c| c.received.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_connector_rejected_total",
+            "Malformed input a connector refused (bad signature, bad syslog line, bad CSV...).",
+            |c| c.rejected.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_connector_refused_total",
+            "Events the spool could not take (full with when_full = \"block\", or failing).",
+            |c| c.refused.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, read) in families {
+        out.family(name, "counter", help);
+        for source in &sources {
+            let labels = [("connector", source.config.name.as_str())];
+            out.sample(name, &labels, read(&source.counters) as f64);
+        }
+    }
+    out.family(
+        "siteward_connector_up",
+        "gauge",
+        "1 if the connector runs (and, for asterisk-ami, is logged in), else 0.",
+    );
+    for source in &sources {
+        let up = source.error.is_none()
+            && (!matches!(source.config.source, Source::AsteriskAmi(_))
+                || source.counters.connected.load(Ordering::Relaxed) == 1);
+        let labels = [
+            ("connector", source.config.name.as_str()),
+            ("kind", source.config.source.kind()),
+        ];
+        out.sample("siteward_connector_up", &labels, f64::from(u8::from(up)));
+    }
+
+    let uplink = &forwarding.uplink_counters;
+    for (name, kind, help, value) in [
+        ("siteward_uplink_events_delivered_total", "counter", "Events the platform accepted (2xx).", uplink.delivered.load(Ordering::Relaxed) as f64),
+        ("siteward_uplink_dead_letter_total", "counter", "Events the platform refused for good (4xx), moved to the dead letters.", uplink.dead_lettered.load(Ordering::Relaxed) as f64),
+        ("siteward_uplink_failed_attempts_total", "counter", "Deliveries that failed and will be retried (408, 429, 5xx, timeouts, connection errors).", uplink.failed_attempts.load(Ordering::Relaxed) as f64),
+        ("siteward_uplink_circuit_open", "gauge", "1 while the circuit breaker holds deliveries back to probes.", f64::from(u8::from(uplink.circuit_open.load(Ordering::Relaxed)))),
+    ] {
+        out.family(name, kind, help);
+        out.sample(name, &[], value);
+    }
+}
+
+fn render_relays(out: &mut Exposition, forwarding: &Forwarding) {
+    let relays = forwarding.relays.statuses();
+    type Read = fn(&RelayCounters) -> u64;
+    let families: [(&str, &str, &str, Read); 7] = [
+        (
+            "siteward_relay_connections_total",
+            "counter",
+            "Connections relayed (let through and connected to the target).",
+            |c| c.connections_total.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_relay_active_connections",
+            "gauge",
+            "Connections held now (connecting or relaying).",
+            |c| c.active_connections.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_relay_refused_total",
+            "counter",
+            "Connections closed at once: source outside allow.",
+            |c| c.refused_total.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_relay_rejected_full_total",
+            "counter",
+            "Connections closed at once: max_connections already held.",
+            |c| c.rejected_full_total.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_relay_connect_failures_total",
+            "counter",
+            "Connections closed because the target could not be reached.",
+            |c| c.connect_failures_total.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_relay_bytes_to_target_total",
+            "counter",
+            "Bytes relayed from clients to the target.",
+            |c| c.bytes_to_target_total.load(Ordering::Relaxed),
+        ),
+        (
+            "siteward_relay_bytes_from_target_total",
+            "counter",
+            "Bytes relayed from the target back to clients.",
+            |c| c.bytes_from_target_total.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, read) in families {
+        out.family(name, kind, help);
+        for relay in &relays {
+            let labels = [("relay", relay.config.name.as_str())];
+            out.sample(name, &labels, read(&relay.counters) as f64);
+        }
+    }
+    out.family(
+        "siteward_relay_up",
+        "gauge",
+        "1 if the relay listens, 0 if it could not start.",
+    );
+    for relay in &relays {
+        let labels = [("relay", relay.config.name.as_str())];
+        out.sample(
+            "siteward_relay_up",
+            &labels,
+            f64::from(u8::from(relay.error.is_none())),
+        );
     }
 }
 

@@ -16,9 +16,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
+use crate::control;
+use crate::forwarding::Forwarding;
 use crate::metrics::{self, DaemonStats, MetricsState};
 use crate::state_files::ensure_private_dir;
 use crate::tokens::TokenStore;
+use siteward_connectors::running::SetChanges;
 
 /// How long servers get to stop after shutdown is asked for.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,14 +52,36 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         .last_reload_success
         .store(unix_now(), Ordering::Relaxed);
 
+    let forwarding = Arc::new(Forwarding::open(
+        &config.appliance.name,
+        state_dir,
+        config.spool.max_bytes,
+    )?);
+    log_set_changes(
+        "connectors",
+        &forwarding.apply_connectors(&config.connectors).await,
+    );
+    log_set_changes("relays", &forwarding.apply_relays(&config.relays).await);
+    let status = status_report(&engine, &tunnels, &forwarding);
+    forwarding
+        .apply_uplink(config.uplink.as_ref(), status.clone())
+        .await?;
+
     let shutdown = CancellationToken::new();
     let admin_state = Arc::new(AdminState {
         engine: engine.clone(),
         tunnels: tunnels.clone(),
+        forwarding: forwarding.clone(),
         tokens: TokenStore::in_state_dir(state_dir),
         appliance: config.appliance.name.clone(),
         started: Instant::now(),
     });
+    let control_task = control::serve(
+        state_dir,
+        admin::local_router(admin_state.clone()),
+        shutdown.clone(),
+    )
+    .context("opening the control socket")?;
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         tls,
@@ -66,6 +91,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let metrics_state = Arc::new(MetricsState {
         engine: engine.clone(),
         tunnels: tunnels.clone(),
+        forwarding: forwarding.clone(),
         stats: stats.clone(),
     });
     let metrics_task = tokio::spawn(metrics::serve(
@@ -77,6 +103,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         appliance = %config.appliance.name,
         checks = config.checks.len(),
         tunnels = config.tunnels.len(),
+        connectors = config.connectors.len(),
+        relays = config.relays.len(),
         config = %config_path.display(),
         "siteward running"
     );
@@ -86,14 +114,19 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = sighup.recv() => reload(&config_path, &mut running, &engine, &tunnels, &stats).await,
+            _ = sighup.recv() => {
+                let parts = Running { engine: &engine, tunnels: &tunnels, forwarding: &forwarding, status: &status };
+                reload(&config_path, &mut running, parts, &stats).await
+            }
         }
     }
 
     shutdown.cancel();
+    forwarding.shutdown().await;
     engine.shutdown().await;
     tunnels.shutdown().await;
     let stopped = tokio::time::timeout(STOP_TIMEOUT, async {
+        let _ = control_task.await;
         let _ = admin_task.await;
         let _ = metrics_task.await;
     })
@@ -117,14 +150,22 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
     Ok(listener)
 }
 
+/// What a reload applies a new configuration to.
+struct Running<'a> {
+    engine: &'a Engine,
+    tunnels: &'a Tunnels,
+    forwarding: &'a Forwarding,
+    status: &'a StatusFn,
+}
+
 /// Loads the file again; applies it if valid, else keeps the running configuration.
-async fn reload(
-    path: &Path,
-    running: &mut Config,
-    engine: &Engine,
-    tunnels: &Tunnels,
-    stats: &DaemonStats,
-) {
+async fn reload(path: &Path, running: &mut Config, parts: Running<'_>, stats: &DaemonStats) {
+    let Running {
+        engine,
+        tunnels,
+        forwarding,
+        status,
+    } = parts;
     tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
     let new = match siteward_config::load(path) {
         Ok(new) => new,
@@ -141,6 +182,7 @@ async fn reload(
         ("appliance", new.appliance != running.appliance),
         ("admin", new.admin != running.admin),
         ("metrics", new.metrics != running.metrics),
+        ("spool", new.spool != running.spool),
     ] {
         if changed {
             tracing::warn!(
@@ -150,6 +192,17 @@ async fn reload(
         }
     }
     log_tunnel_changes(&tunnels.apply(&new.tunnels).await);
+    log_set_changes(
+        "connectors",
+        &forwarding.apply_connectors(&new.connectors).await,
+    );
+    log_set_changes("relays", &forwarding.apply_relays(&new.relays).await);
+    if let Err(e) = forwarding
+        .apply_uplink(new.uplink.as_ref(), status.clone())
+        .await
+    {
+        tracing::error!("{e:#}; the uplink stays stopped until the next reload");
+    }
     let summary = engine.apply(&new.checks);
     stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
     stats
@@ -165,6 +218,43 @@ async fn reload(
     // Sections that need a restart keep their running values.
     running.checks = new.checks;
     running.tunnels = new.tunnels;
+    running.connectors = new.connectors;
+    running.relays = new.relays;
+    running.uplink = new.uplink;
+}
+
+fn log_set_changes(what: &str, changes: &SetChanges) {
+    if changes == &SetChanges::default() {
+        return;
+    }
+    for (name, error) in &changes.failed {
+        tracing::error!(name, "{error}");
+    }
+    tracing::info!(
+        added = ?changes.added,
+        removed = ?changes.removed,
+        restarted = ?changes.restarted,
+        failed = changes.failed.len(),
+        unchanged = changes.unchanged,
+        "{what} applied"
+    );
+}
+
+/// Builds the payload of a status report: what the API shows of checks, tunnels, the spool.
+type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+fn status_report(
+    engine: &Arc<Engine>,
+    tunnels: &Arc<Tunnels>,
+    forwarding: &Arc<Forwarding>,
+) -> StatusFn {
+    let (engine, tunnels) = (engine.clone(), tunnels.clone());
+    // Weak: the uplink holding this closure must not keep the spool alive.
+    let forwarding = Arc::downgrade(forwarding);
+    Arc::new(move || {
+        let spool = forwarding.upgrade().map(|f| admin::spool_view(&f));
+        admin::status_view(&engine, &tunnels, spool)
+    })
 }
 
 fn log_tunnel_changes(changes: &TunnelChanges) {

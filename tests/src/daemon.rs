@@ -80,53 +80,7 @@ impl Daemon {
         )
         .expect("writing the configuration");
 
-        let bin = siteward_bin();
-        let mut command = match &options.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&bin);
-                c
-            }
-            None => Command::new(&bin),
-        };
-        command
-            .arg("run")
-            .arg("--config")
-            .arg(dir.path().join("siteward.toml"))
-            .args(["--log-format", "json", "--log-level", &options.log_level])
-            .env_remove("SITEWARD_LOG")
-            .current_dir(dir.path());
-        let process = ChildProcess::spawn_command("siteward", command);
-
-        let stderr = process.stderr().clone();
-        let fail = |why: String| -> ! {
-            panic!(
-                "siteward did not become ready: {why}\n{}",
-                process.output_tail(50)
-            )
-        };
-        let listening = |listener: &str| -> SocketAddr {
-            let line = stderr
-                .wait_for(READY_TIMEOUT, |l| {
-                    json_line(l)
-                        .is_some_and(|v| v["message"] == "listening" && v["listener"] == listener)
-                })
-                .unwrap_or_else(|e| fail(format!("waiting for the {listener} listener: {e}")));
-            let v = json_line(&line).unwrap_or_default();
-            v["addr"]
-                .as_str()
-                .and_then(|a| a.parse().ok())
-                .unwrap_or_else(|| fail(format!("no addr in {line}")))
-        };
-        let admin = listening("admin API");
-        let metrics = listening("metrics");
-        stderr
-            .wait_for(READY_TIMEOUT, |l| {
-                json_line(l).is_some_and(|v| v["message"] == "siteward running")
-            })
-            .unwrap_or_else(|e| fail(format!("waiting for \"siteward running\": {e}")));
-        let tls = TlsClient::trusting(&dir.path().join("state/tls/admin-cert.pem"))
-            .unwrap_or_else(|e| fail(format!("loading the admin certificate: {e}")));
+        let (process, admin, metrics, tls) = launch(&options, dir.path());
         Daemon {
             options,
             name,
@@ -136,6 +90,32 @@ impl Daemon {
             metrics,
             tls,
         }
+    }
+
+    /// Kills the daemon with SIGKILL (no shutdown at all: what a crash or a power cut
+    /// leaves) and starts it again on the same configuration and state directory.
+    pub fn kill_and_restart(&mut self) {
+        self.process.signal(Signal::SIGKILL);
+        if self.process.wait_timeout(READY_TIMEOUT).is_none() {
+            panic!("siteward did not die of SIGKILL within {READY_TIMEOUT:?}");
+        }
+        let (process, admin, metrics, tls) = launch(&self.options, self.dir.path());
+        self.process = process;
+        self.admin = admin;
+        self.metrics = metrics;
+        self.tls = tls;
+    }
+
+    /// The address a listener of this run logged (`"webhook hooks"`, `"syslog logs tcp"`...),
+    /// waiting for its `listening` line.
+    pub fn listener(&self, listener: &str) -> SocketAddr {
+        let line = self.wait_for_log(READY_TIMEOUT, |v| {
+            v["message"] == "listening" && v["listener"] == listener
+        });
+        line["addr"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no addr in the listening line of {listener}: {line}"))
     }
 
     /// The appliance name written into the configuration.
@@ -386,6 +366,62 @@ impl Daemon {
             |c| c["state"] == state && c["last"]["reason"] == reason,
         )
     }
+}
+
+/// Starts `siteward run` on the configuration in `dir` and waits until it logs `siteward
+/// running` (after both listeners logged their bound address).
+fn launch(
+    options: &DaemonOptions,
+    dir: &Path,
+) -> (ChildProcess, SocketAddr, SocketAddr, TlsClient) {
+    let bin = siteward_bin();
+    let mut command = match &options.netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(&bin);
+            c
+        }
+        None => Command::new(&bin),
+    };
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(dir.join("siteward.toml"))
+        .args(["--log-format", "json", "--log-level", &options.log_level])
+        .env_remove("SITEWARD_LOG")
+        .current_dir(dir);
+    let process = ChildProcess::spawn_command("siteward", command);
+
+    let stderr = process.stderr().clone();
+    let fail = |why: String| -> ! {
+        panic!(
+            "siteward did not become ready: {why}\n{}",
+            process.output_tail(50)
+        )
+    };
+    let listening = |listener: &str| -> SocketAddr {
+        let line = stderr
+            .wait_for(READY_TIMEOUT, |l| {
+                json_line(l)
+                    .is_some_and(|v| v["message"] == "listening" && v["listener"] == listener)
+            })
+            .unwrap_or_else(|e| fail(format!("waiting for the {listener} listener: {e}")));
+        let v = json_line(&line).unwrap_or_default();
+        v["addr"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| fail(format!("no addr in {line}")))
+    };
+    let admin = listening("admin API");
+    let metrics = listening("metrics");
+    stderr
+        .wait_for(READY_TIMEOUT, |l| {
+            json_line(l).is_some_and(|v| v["message"] == "siteward running")
+        })
+        .unwrap_or_else(|e| fail(format!("waiting for \"siteward running\": {e}")));
+    let tls = TlsClient::trusting(&dir.join("state/tls/admin-cert.pem"))
+        .unwrap_or_else(|e| fail(format!("loading the admin certificate: {e}")));
+    (process, admin, metrics, tls)
 }
 
 /// The detail text of a check's last run (from the API's JSON), or "".

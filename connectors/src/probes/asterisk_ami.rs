@@ -8,13 +8,19 @@
 //! `no_answer` ("open, no AMI banner"), as for SAP NI; one that greets but then does not
 //! answer an action is `timeout`. Anything that is not AMI, or a connection closed early,
 //! is `bad_response`; `Response: Error` to Login is `auth_failed` with the server's Message.
+//!
+//! `login` and `Session` are shared with the `asterisk-ami` event source, which keeps
+//! the events read while waiting for a response instead of skipping them.
 
-use siteward_config::AsteriskAmiProbe;
-use tokio::io::AsyncWriteExt;
+use std::collections::VecDeque;
+
+use bytes::BufMut;
+use siteward_config::{AsteriskAmiProbe, HostPort, Secret};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Duration, Instant};
 
-use crate::net::{read_more, ProbeEnv};
+use crate::net::ProbeEnv;
 use crate::protocol::ami::{decode_banner, decode_message, Kind, Message, MAX_BANNER, MAX_MESSAGE};
 use crate::protocol::DecodeError;
 use crate::{Failure, Observation, ProbeResult, Reason};
@@ -25,49 +31,10 @@ const MAX_SKIPPED_BYTES: usize = 1024 * 1024;
 
 /// How long Logoff may take to be acknowledged. The check has passed by then; this only
 /// lets the server close the session tidily instead of seeing a reset.
-const LOGOFF_GRACE: Duration = Duration::from_millis(250);
+pub(crate) const LOGOFF_GRACE: Duration = Duration::from_millis(250);
 
 pub async fn probe(p: &AsteriskAmiProbe, env: &ProbeEnv<'_>) -> ProbeResult {
-    let mut stream = env.connect_tcp(&p.target).await?;
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| p.target.to_string());
-    let mut session = Session {
-        stream: &mut stream,
-        buf: Vec::new(),
-        peer: &peer,
-        id_prefix: format!("siteward-{:08x}", rand::random::<u32>()),
-        next_id: 1,
-        skipped_events: 0,
-    };
-
-    let banner = match timeout_at(env.deadline, session.read_banner()).await {
-        Ok(banner) => banner?,
-        Err(_) => {
-            return Err(Failure::new(
-                Reason::NoAnswer,
-                format!("{peer} accepted the connection but sent no AMI banner"),
-            ))
-        }
-    };
-
-    let login = Message::action("Login")
-        .with("Username", p.username.as_str())
-        .with("Secret", p.secret.expose())
-        .with("Events", "off");
-    let response = session.call(login, "Login", env.deadline).await?;
-    match response.kind() {
-        Kind::Response(r) if r.eq_ignore_ascii_case("Success") => {}
-        Kind::Response(r) if r.eq_ignore_ascii_case("Error") => {
-            let message = response.get("Message").unwrap_or("no message");
-            return Err(Failure::new(
-                Reason::AuthFailed,
-                format!("{peer} refused login as {:?}: {message}", p.username),
-            ));
-        }
-        _ => return Err(unexpected(&peer, "Login", &response)),
-    }
+    let (mut session, banner) = login(&p.target, &p.username, &p.secret, false, env).await?;
 
     let response = session
         .call(Message::action("Ping"), "Ping", env.deadline)
@@ -81,13 +48,12 @@ pub async fn probe(p: &AsteriskAmiProbe, env: &ProbeEnv<'_>) -> ProbeResult {
         _ => false,
     };
     if !pong {
-        return Err(unexpected(&peer, "Ping", &response));
+        return Err(unexpected(&session.peer, "Ping", &response));
     }
 
     // The check has passed; a missing Goodbye is the server's business, not a failure.
-    let grace = env.deadline.min(Instant::now() + LOGOFF_GRACE);
-    let _ = session
-        .call(Message::action("Logoff"), "Logoff", grace)
+    session
+        .logoff(env.deadline.min(Instant::now() + LOGOFF_GRACE))
         .await;
 
     let events = match session.skipped_events {
@@ -96,12 +62,69 @@ pub async fn probe(p: &AsteriskAmiProbe, env: &ProbeEnv<'_>) -> ProbeResult {
         n => format!(", {n} events skipped"),
     };
     Ok(Observation::new(format!(
-        "{banner} at {peer}: logged in as {:?}, Ping answered Pong{events}",
-        p.username
+        "{banner} at {}: logged in as {:?}, Ping answered Pong{events}",
+        session.peer, p.username
     )))
 }
 
-fn unexpected(peer: &str, action: &str, response: &Message) -> Failure {
+/// Connects to `target` through `env` (resolution, placement, deadline), reads the banner
+/// and logs in as `username` with `Events: on` or `off`; returns the session and the
+/// banner. The probe and the `asterisk-ami` event source both start here.
+pub(crate) async fn login(
+    target: &HostPort,
+    username: &str,
+    secret: &Secret,
+    events: bool,
+    env: &ProbeEnv<'_>,
+) -> Result<(Session, String), Failure> {
+    let stream = env.connect_tcp(target).await?;
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| target.to_string());
+    let mut session = Session {
+        stream,
+        buf: Vec::new(),
+        peer,
+        id_prefix: format!("siteward-{:08x}", rand::random::<u32>()),
+        next_id: 1,
+        skipped_events: 0,
+        held: events.then(VecDeque::new),
+    };
+
+    let banner = match timeout_at(env.deadline, session.read_banner()).await {
+        Ok(banner) => banner?,
+        Err(_) => {
+            return Err(Failure::new(
+                Reason::NoAnswer,
+                format!(
+                    "{} accepted the connection but sent no AMI banner",
+                    session.peer
+                ),
+            ))
+        }
+    };
+
+    let login = Message::action("Login")
+        .with("Username", username)
+        .with("Secret", secret.expose())
+        .with("Events", if events { "on" } else { "off" });
+    let response = session.call(login, "Login", env.deadline).await?;
+    match response.kind() {
+        Kind::Response(r) if r.eq_ignore_ascii_case("Success") => Ok((session, banner)),
+        Kind::Response(r) if r.eq_ignore_ascii_case("Error") => {
+            let message = response.get("Message").unwrap_or("no message");
+            Err(Failure::new(
+                Reason::AuthFailed,
+                format!("{} refused login as {username:?}: {message}", session.peer),
+            ))
+        }
+        _ => Err(unexpected(&session.peer, "Login", &response)),
+    }
+}
+
+/// A failure for a response that is neither the expected success nor a plain error.
+pub(crate) fn unexpected(peer: &str, action: &str, response: &Message) -> Failure {
     let what = match response.kind() {
         Kind::Response(r) => format!("Response: {r}"),
         _ => "a message without Response".to_string(),
@@ -117,16 +140,23 @@ fn unexpected(peer: &str, action: &str, response: &Message) -> Failure {
 }
 
 /// One manager connection: a read buffer and the ActionIDs we hand out.
-struct Session<'a> {
-    stream: &'a mut TcpStream,
+pub(crate) struct Session {
+    stream: TcpStream,
     buf: Vec<u8>,
-    peer: &'a str,
+    peer: String,
     id_prefix: String,
     next_id: u32,
     skipped_events: usize,
+    /// With events on, the events read while waiting for a response, kept in order for
+    /// the caller; with events off they are only counted.
+    held: Option<VecDeque<Message>>,
 }
 
-impl Session<'_> {
+impl Session {
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
+    }
+
     async fn read_banner(&mut self) -> Result<String, Failure> {
         loop {
             match decode_banner(&self.buf) {
@@ -137,27 +167,21 @@ impl Session<'_> {
                 Ok(None) => {}
                 Err(e) => return Err(self.bad("reading the banner", e)),
             }
-            read_more(self.stream, &mut self.buf, MAX_BANNER + 1)
+            self.fill(MAX_BANNER + 1)
                 .await
                 .map_err(|f| f.context(&format!("reading the AMI banner from {}", self.peer)))?;
         }
     }
 
     /// Sends `action` with a fresh ActionID and returns the response carrying that ID,
-    /// skipping everything else. Past `deadline` it is a `timeout`.
-    async fn call(
+    /// skipping (or holding) everything else. Past `deadline` it is a `timeout`.
+    pub(crate) async fn call(
         &mut self,
         action: Message,
         name: &str,
         deadline: Instant,
     ) -> Result<Message, Failure> {
-        let id = format!("{}-{}", self.id_prefix, self.next_id);
-        self.next_id += 1;
-        let wire = action
-            .with("ActionID", id.as_str())
-            .encode()
-            .map_err(|e| Failure::new(Reason::IoError, format!("cannot send {name}: {e}")))?;
-        match timeout_at(deadline, self.exchange(&wire, &id, name)).await {
+        match timeout_at(deadline, self.exchange(action, name)).await {
             Ok(result) => result,
             Err(_) => Err(Failure::new(
                 Reason::Timeout,
@@ -166,23 +190,32 @@ impl Session<'_> {
         }
     }
 
-    async fn exchange(&mut self, wire: &[u8], id: &str, name: &str) -> Result<Message, Failure> {
+    /// Sends `action` with a fresh ActionID, which it returns.
+    pub(crate) async fn send(&mut self, action: Message, name: &str) -> Result<String, Failure> {
+        let id = format!("{}-{}", self.id_prefix, self.next_id);
+        self.next_id += 1;
+        let wire = action
+            .with("ActionID", id.as_str())
+            .encode()
+            .map_err(|e| Failure::new(Reason::IoError, format!("cannot send {name}: {e}")))?;
         self.stream
-            .write_all(wire)
+            .write_all(&wire)
             .await
             .map_err(|e| Failure::from(e).context(&format!("sending {name} to {}", self.peer)))?;
+        Ok(id)
+    }
+
+    async fn exchange(&mut self, action: Message, name: &str) -> Result<Message, Failure> {
+        let id = self.send(action, name).await?;
         let mut skipped_bytes = 0usize;
         loop {
             match decode_message(&self.buf) {
                 Ok(Some((message, used))) => {
                     self.buf.drain(..used);
                     if matches!(message.kind(), Kind::Response(_))
-                        && message.action_id() == Some(id)
+                        && message.action_id() == Some(id.as_str())
                     {
                         return Ok(message);
-                    }
-                    if matches!(message.kind(), Kind::Event(_)) {
-                        self.skipped_events += 1;
                     }
                     skipped_bytes = skipped_bytes.saturating_add(used);
                     if skipped_bytes > MAX_SKIPPED_BYTES {
@@ -195,15 +228,72 @@ impl Session<'_> {
                             ),
                         ));
                     }
+                    if matches!(message.kind(), Kind::Event(_)) {
+                        self.skipped_events += 1;
+                        if let Some(held) = &mut self.held {
+                            held.push_back(message);
+                        }
+                    }
                     continue;
                 }
                 Ok(None) => {}
                 Err(e) => return Err(self.bad(&format!("waiting for the {name} response"), e)),
             }
-            read_more(self.stream, &mut self.buf, MAX_MESSAGE + 1)
+            self.fill(MAX_MESSAGE + 1)
                 .await
                 .map_err(|f| f.context(&format!("waiting for the {name} response")))?;
         }
+    }
+
+    /// The next event held while waiting for a response, oldest first.
+    pub(crate) fn next_held(&mut self) -> Option<Message> {
+        self.held.as_mut()?.pop_front()
+    }
+
+    /// The next complete message already read, if any.
+    pub(crate) fn next_message(&mut self) -> Result<Option<Message>, Failure> {
+        match decode_message(&self.buf) {
+            Ok(Some((message, used))) => {
+                self.buf.drain(..used);
+                Ok(Some(message))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.bad("reading a message", e)),
+        }
+    }
+
+    /// Reads what the peer sent next, keeping at most one message's worth of bytes that do
+    /// not yet form a message. Cancel-safe: nothing is lost if the future is dropped.
+    pub(crate) async fn read_more(&mut self) -> Result<(), Failure> {
+        self.fill(MAX_MESSAGE + 1).await
+    }
+
+    async fn fill(&mut self, limit: usize) -> Result<(), Failure> {
+        let room = limit.saturating_sub(self.buf.len());
+        if room == 0 {
+            return Err(Failure::new(
+                Reason::BadResponse,
+                format!("answer larger than {limit} bytes without a complete message"),
+            ));
+        }
+        let read = self
+            .stream
+            .read_buf(&mut (&mut self.buf).limit(room))
+            .await?;
+        if read == 0 {
+            return Err(Failure::new(
+                Reason::BadResponse,
+                "connection closed before a complete answer",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Logs off, waiting for Goodbye until `deadline` at most; the answer does not matter.
+    pub(crate) async fn logoff(&mut self, deadline: Instant) {
+        let _ = self
+            .call(Message::action("Logoff"), "Logoff", deadline)
+            .await;
     }
 
     fn bad(&self, doing: &str, e: DecodeError) -> Failure {
@@ -237,6 +327,8 @@ mod tests {
             delay_ms: 0,
             events: false,
             event_interval_ms: 1000,
+            interleaved_calls: true,
+            read_only_user: false,
         }
     }
 

@@ -20,7 +20,7 @@ pub mod tcp;
 #[cfg(test)]
 mod testing;
 pub mod tls;
-mod tls_client;
+pub(crate) mod tls_client;
 
 /// Runs one check once, bounded by its timeout, and times it.
 pub async fn run(check: &Check, resolver: &Resolver) -> Outcome {

@@ -10,31 +10,30 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use siteward_connectors::engine::{CheckSnapshot, Engine};
+use siteward_connectors::sources::now_ms;
+use siteward_connectors::uplink::batch::event_json;
 use siteward_connectors::Outcome;
 use siteward_netstack::{PeerStatus, RekeyError, RekeyTarget, TunnelStatus, Tunnels};
+use std::sync::atomic::Ordering;
 
+use crate::forwarding::Forwarding;
 use crate::tokens::TokenStore;
 
 /// What the API handlers share.
 pub struct AdminState {
     pub engine: Arc<Engine>,
     pub tunnels: Arc<Tunnels>,
+    pub forwarding: Arc<Forwarding>,
     pub tokens: TokenStore,
     pub appliance: String,
     pub started: Instant,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
-    let protected = Router::new()
-        .route("/api/v1/checks", get(list_checks))
-        .route("/api/v1/checks/{name}", get(get_check))
-        .route("/api/v1/checks/{name}/run", post(run_check))
-        .route("/api/v1/tunnels", get(list_tunnels))
-        .route("/api/v1/tunnels/{name}", get(get_tunnel))
-        .route("/api/v1/tunnels/{name}/rekey", post(rekey_tunnel))
+    let protected = resources()
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -42,6 +41,32 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .merge(protected)
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// The same API without bearer tokens, for the control socket: only root can open it
+/// (it lives in the 0700 state directory), which is what `siteward spool` runs as.
+pub fn local_router(state: Arc<AdminState>) -> Router {
+    resources()
+        .route("/api/v1/health", get(health))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn resources() -> Router<Arc<AdminState>> {
+    Router::new()
+        .route("/api/v1/checks", get(list_checks))
+        .route("/api/v1/checks/{name}", get(get_check))
+        .route("/api/v1/checks/{name}/run", post(run_check))
+        .route("/api/v1/tunnels", get(list_tunnels))
+        .route("/api/v1/tunnels/{name}", get(get_tunnel))
+        .route("/api/v1/tunnels/{name}/rekey", post(rekey_tunnel))
+        .route("/api/v1/connectors", get(list_connectors))
+        .route("/api/v1/relays", get(list_relays))
+        .route("/api/v1/spool", get(spool_stats))
+        .route("/api/v1/spool/events", get(spool_events))
+        .route("/api/v1/spool/dead-letters", get(spool_dead_letters))
+        .route("/api/v1/spool/replay", post(spool_replay))
+        .route("/api/v1/spool/purge", post(spool_purge))
 }
 
 async fn require_token(
@@ -127,6 +152,186 @@ async fn run_check(State(state): State<Arc<AdminState>>, Path(name): Path<String
             .into_response()
         }
         None => error(StatusCode::NOT_FOUND, "no such check"),
+    }
+}
+
+async fn list_connectors(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    let connectors: Vec<serde_json::Value> = state
+        .forwarding
+        .sources
+        .statuses()
+        .iter()
+        .map(|source| {
+            let counters = &source.counters;
+            json!({
+                "name": source.config.name,
+                "kind": source.config.source.kind(),
+                "running": source.error.is_none(),
+                "error": source.error,
+                "connected": counters.connected.load(Ordering::Relaxed) == 1,
+                "events_received": counters.received.load(Ordering::Relaxed),
+                "rejected": counters.rejected.load(Ordering::Relaxed),
+                "refused": counters.refused.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    Json(json!({ "connectors": connectors }))
+}
+
+async fn list_relays(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    let relays: Vec<serde_json::Value> = state
+        .forwarding
+        .relays
+        .statuses()
+        .iter()
+        .map(|relay| {
+            let c = &relay.counters;
+            json!({
+                "name": relay.config.name,
+                "listen": relay.config.listen.to_string(),
+                "target": relay.config.target.to_string(),
+                "allow": relay.config.allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "running": relay.error.is_none(),
+                "error": relay.error,
+                "connections": c.connections_total.load(Ordering::Relaxed),
+                "active_connections": c.active_connections.load(Ordering::Relaxed),
+                "refused": c.refused_total.load(Ordering::Relaxed),
+                "rejected_full": c.rejected_full_total.load(Ordering::Relaxed),
+                "connect_failures": c.connect_failures_total.load(Ordering::Relaxed),
+                "bytes_to_target": c.bytes_to_target_total.load(Ordering::Relaxed),
+                "bytes_from_target": c.bytes_from_target_total.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    Json(json!({ "relays": relays }))
+}
+
+/// The payload of a status report: the checks and tunnels as the API lists them, and the
+/// spool.
+pub fn status_view(
+    engine: &Engine,
+    tunnels: &Tunnels,
+    spool: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let checks: Vec<CheckView> = engine.snapshot().iter().map(CheckView::from).collect();
+    let tunnels: Vec<TunnelView> = tunnels.statuses().iter().map(TunnelView::from).collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "checks": checks,
+        "tunnels": tunnels,
+        "spool": spool,
+    })
+}
+
+/// What `GET /api/v1/spool` and the status reports show of the spool and the uplink.
+pub fn spool_view(forwarding: &Forwarding) -> serde_json::Value {
+    let stats = forwarding.spool.stats();
+    let uplink = &forwarding.uplink_counters;
+    json!({
+        "events": stats.events,
+        "bytes": stats.bytes,
+        "oldest_event_age_seconds": stats.oldest_received_at_ms
+            .map(|at| now_ms().saturating_sub(at) / 1000),
+        "dead_letters": stats.dead_letters,
+        "dropped": stats.dropped,
+        "commits": stats.commits,
+        "uplink": {
+            "delivered": uplink.delivered.load(Ordering::Relaxed),
+            "dead_lettered": uplink.dead_lettered.load(Ordering::Relaxed),
+            "failed_attempts": uplink.failed_attempts.load(Ordering::Relaxed),
+            "circuit_open": uplink.circuit_open.load(Ordering::Relaxed),
+        },
+    })
+}
+
+async fn spool_stats(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    Json(spool_view(&state.forwarding))
+}
+
+/// `?limit=` of the listing endpoints.
+#[derive(Debug, Deserialize)]
+struct Listing {
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+const MAX_LISTING: usize = 10_000;
+
+async fn spool_events(
+    State(state): State<Arc<AdminState>>,
+    Query(listing): Query<Listing>,
+) -> Response {
+    let limit = listing.limit.min(MAX_LISTING);
+    match state.forwarding.spool.peek(None, limit, usize::MAX) {
+        Ok(events) => {
+            let events: Vec<serde_json::Value> = events
+                .iter()
+                .map(|(sequence, event)| event_json(&state.appliance, *sequence, event))
+                .collect();
+            Json(json!({ "events": events })).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn spool_dead_letters(
+    State(state): State<Arc<AdminState>>,
+    Query(listing): Query<Listing>,
+) -> Response {
+    let limit = listing.limit.min(MAX_LISTING);
+    match state.forwarding.spool.dead_letters(limit) {
+        Ok(letters) => {
+            let letters: Vec<serde_json::Value> = letters
+                .iter()
+                .map(|letter| {
+                    let mut value = event_json(&state.appliance, letter.sequence, &letter.event);
+                    value["reason"] = json!(letter.reason);
+                    value
+                })
+                .collect();
+            Json(json!({ "dead_letters": letters })).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn spool_replay(State(state): State<Arc<AdminState>>) -> Response {
+    match state.forwarding.replay().await {
+        Ok(replayed) => Json(json!({ "replayed": replayed })).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `?queue=events|dead-letters`: which one to empty (no default: this deletes data).
+#[derive(Debug, Deserialize)]
+struct PurgeQuery {
+    queue: Option<String>,
+}
+
+async fn spool_purge(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<PurgeQuery>,
+) -> Response {
+    let dead_letters = match query.queue.as_deref() {
+        Some("events") => false,
+        Some("dead-letters") => true,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "say which queue to purge: ?queue=events or ?queue=dead-letters",
+            )
+        }
+    };
+    match state.forwarding.spool.purge(dead_letters).await {
+        Ok(purged) => {
+            tracing::warn!(purged, queue = query.queue.as_deref(), "spool purged");
+            Json(json!({ "purged": purged })).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use siteward_config::Config;
+use siteward_connectors::http_server;
 
 use crate::state_files::write_private;
 
@@ -30,25 +29,7 @@ pub fn server_config(config: &Config) -> anyhow::Result<Arc<ServerConfig>> {
             (cert, key)
         }
     };
-    let certs = CertificateDer::pem_file_iter(&cert_file)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow!("reading certificates from {}: {e}", cert_file.display()))?;
-    if certs.is_empty() {
-        return Err(anyhow!("{} holds no certificate", cert_file.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(&key_file)
-        .map_err(|e| anyhow!("reading the private key from {}: {e}", key_file.display()))?;
-    let mut server =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .context("choosing TLS versions")?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .with_context(|| {
-                format!("using {} with {}", cert_file.display(), key_file.display())
-            })?;
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(server))
+    http_server::tls_server_config(&cert_file, &key_file).map_err(|e| anyhow!(e))
 }
 
 fn generate_self_signed(

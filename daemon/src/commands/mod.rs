@@ -1,6 +1,7 @@
 //! One function per subcommand.
 
 pub mod simulate;
+mod spool;
 mod wg;
 
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(args) => Ok(check_config(args)),
         Command::Token(args) => token(args),
         Command::Wg { action } => wg::run(action),
+        Command::Spool(args) => spool::run(args),
         Command::Simulate(args) => simulate::run(args),
     }
 }
