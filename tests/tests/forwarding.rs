@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use siteward_tests::http::{self, Request, Response};
+use siteward_tests::http::{self, Request, Response, TlsClient};
+use siteward_tests::pki::{KeyKind, TestCa};
 use siteward_tests::{siteward_bin, Behaviour, Daemon, Platform, Simulator, STATE_TIMEOUT};
 
 const HMAC_SECRET: &str = "hook-secret-0123456789";
@@ -684,4 +685,48 @@ fn pbx_call_events_reach_the_platform_filtered() {
         hangup.payload
     );
     assert!(!daemon.logs().iter().any(|l| l.contains("ami-secret-0123")));
+}
+
+#[test]
+fn a_webhook_served_over_https_takes_events() {
+    let platform = Platform::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Hooks CA");
+    let leaf = ca.issue_leaf("hooks.plant.test", &["127.0.0.1"], KeyKind::EcdsaP256);
+    let (cert, key, ca_file) = (
+        dir.path().join("hooks.crt"),
+        dir.path().join("hooks.key"),
+        dir.path().join("hooks-ca.pem"),
+    );
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let daemon = Daemon::start(&uplink(
+        &platform,
+        &format!(
+            "{}cert_file = \"{}\"\nkey_file = \"{}\"\n",
+            webhook("secure", "127.0.0.1:0", "block"),
+            cert.display(),
+            key.display()
+        ),
+    ));
+    let addr = daemon.listener("webhook secure");
+    let tls = TlsClient::trusting(&ca_file).unwrap();
+    let body = payload(42);
+    let request = Request {
+        body: &body,
+        ..Request::post("/hooks/secure")
+            .header("Content-Type", "application/json")
+            .header("X-Hub-Signature-256", signature(&body))
+    };
+    let stream = TcpStream::connect_timeout(&addr, http::IO_TIMEOUT).unwrap();
+    let response = tls
+        .send(stream, "127.0.0.1", &request)
+        .expect("an HTTPS exchange");
+    assert_eq!(response.status, 202, "{}", response.text());
+    let events = platform.wait_for_distinct(1, DRAIN_TIMEOUT);
+    assert_eq!(events[0].payload["order"], 42);
+    // Plain HTTP to the TLS listener gets no event in.
+    let plain = post_hook(addr, "secure", &payload(43));
+    assert!(plain.map_or(true, |r| r.status != 202));
 }
