@@ -96,12 +96,20 @@ impl Forwarding {
         let Some(config) = uplink else {
             return Ok(());
         };
+        // Both clients first: a failure must not leave a task running unrecorded.
+        let client = UplinkClient::new(config).context("setting up the uplink")?;
+        let status_client = match config.status_interval {
+            Some(interval) => Some((
+                interval,
+                UplinkClient::new(config).context("setting up the status reports")?,
+            )),
+            None => None,
+        };
         let cancel = CancellationToken::new();
-        let mut tasks = Vec::new();
         let deliverer = Deliverer {
             appliance: self.appliance.clone(),
             spool: self.spool.clone(),
-            client: UplinkClient::new(config).context("setting up the uplink")?,
+            client,
             limits: BatchLimits {
                 max_events: config.batch_max_events,
                 max_bytes: config.batch_max_bytes,
@@ -111,9 +119,8 @@ impl Forwarding {
             appended: self.appended.clone(),
             counters: self.uplink_counters.clone(),
         };
-        tasks.push(tokio::spawn(deliverer.run(cancel.clone())));
-        if let Some(interval) = config.status_interval {
-            let client = UplinkClient::new(config).context("setting up the status reports")?;
+        let mut tasks = vec![tokio::spawn(deliverer.run(cancel.clone()))];
+        if let Some((interval, client)) = status_client {
             tasks.push(tokio::spawn(report_status(
                 client,
                 self.appliance.clone(),
