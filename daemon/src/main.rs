@@ -2,6 +2,7 @@
 //! prints errors; each subcommand lives in its own module.
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod admin;
 mod cli;
 mod commands;

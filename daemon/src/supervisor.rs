@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::AccountStore;
 use crate::admin::{self, AdminState};
 use crate::control;
 use crate::forwarding::Forwarding;
@@ -36,6 +37,16 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let state_dir = &config.appliance.state_dir;
     ensure_private_dir(state_dir).context("preparing the state directory")?;
     let tls = admin::tls::server_config(&config).context("preparing the admin API certificate")?;
+    if let Some(token) = AccountStore::in_state_dir(state_dir)
+        .ensure_setup_token()
+        .context("preparing the web UI's setup token")?
+    {
+        tracing::warn!(
+            setup_token = %token.display(),
+            "no web UI account yet: the setup page asks for the token in this file \
+             (or run `siteward passwd USER`)"
+        );
+    }
 
     let admin_listener = bind(config.admin.listen, "admin API").await?;
     let metrics_listener = bind(config.metrics.listen, "metrics").await?;
