@@ -10,6 +10,7 @@ mod control;
 mod forwarding;
 mod logging;
 mod metrics;
+mod sessions;
 mod state_files;
 mod supervisor;
 mod tokens;
