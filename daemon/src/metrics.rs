@@ -432,7 +432,7 @@ fn render_forwarding(out: &mut Exposition, forwarding: &Forwarding) {
         ),
         (
             "siteward_connector_refused_total",
-            "Events the spool could not take (full with when_full = \"block\", or failing).",
+            "Events the spool could not take (full with when_full = \"block\", or failing); once each, however often retried.",
             |c| c.refused.load(Ordering::Relaxed),
         ),
     ];

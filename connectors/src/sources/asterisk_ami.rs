@@ -371,7 +371,7 @@ impl Client {
         let mut delay = self.timing.spool_retry_first;
         let mut waited = false;
         loop {
-            match self.sink.accept(kind, payload.clone()).await {
+            match self.sink.append(kind, payload.clone()).await {
                 Ok(_) => {
                     if waited {
                         info!(
@@ -391,6 +391,8 @@ impl Client {
                 }
                 Err(e) => {
                     if !waited {
+                        // Counted once, however long it waits.
+                        self.sink.count_refused(1);
                         warn!(connector, kind,
                             "the spool refuses events ({e}); not reading from Asterisk until it accepts them");
                         waited = true;

@@ -471,6 +471,8 @@ async fn a_full_spool_drops_udp_and_pauses_tcp_until_there_is_room() {
     assert_eq!(events[0]["message"], "held");
     assert!(stored_udp >= 1);
     assert!(events.iter().all(|e| e["message"] != refused_udp.as_str()));
+    // The dropped datagram and the held message, each once however often it was retried.
+    assert_eq!(h.refused(), 2);
     h.stop().await;
 }
 
