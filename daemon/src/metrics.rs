@@ -368,13 +368,7 @@ fn render_process(out: &mut Exposition) {
 /// The spool, the connectors that feed it and the uplink that drains it.
 fn render_forwarding(out: &mut Exposition, forwarding: &Forwarding) {
     let spool = forwarding.spool.stats();
-    let age = spool
-        .oldest_received_at_ms
-        .map(|at| {
-            let now = siteward_connectors::sources::now_ms();
-            now.saturating_sub(at) as f64 / 1000.0
-        })
-        .unwrap_or(0.0);
+    let age = spool.oldest_event_age().unwrap_or_default().as_secs_f64();
     for (name, kind, help, value) in [
         (
             "siteward_spool_events",

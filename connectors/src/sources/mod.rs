@@ -13,14 +13,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use siteward_config::{Connector, Source, WhenFull};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::spool::{Event, FullPolicy, Spool, SpoolError};
+use crate::spool::{now_ms, Event, FullPolicy, Spool, SpoolError};
 
 /// What the metrics and the API show of one connector.
 #[derive(Debug, Default)]
@@ -154,14 +153,6 @@ impl Sink {
     pub fn reject(&self) {
         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// A source or relay that could not start (a listener that cannot bind, a directory that

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokio::sync::Notify;
@@ -80,7 +80,7 @@ impl Deliverer {
             };
             // A small batch waits (at most max_wait after its oldest event) for company.
             if batch.len() < max_events {
-                let age = age_of(oldest.received_at_ms);
+                let age = oldest.age();
                 if age < self.limits.max_wait {
                     tokio::select! {
                         _ = cancel.cancelled() => return,
@@ -131,17 +131,10 @@ impl Deliverer {
     }
 }
 
-/// How long ago `received_at_ms` was (zero for a time in the future).
-fn age_of(received_at_ms: u64) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    now.saturating_sub(Duration::from_millis(received_at_ms))
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     use siteward_config::{Secret, Uplink};
 
