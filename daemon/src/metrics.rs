@@ -359,8 +359,7 @@ fn render_process(out: &mut Exposition) {
     ];
     for (name, kind, help, value) in gauges {
         if let Some(value) = value {
-            out.family(name, kind, help);
-            out.sample(name, &[], value);
+            out.single(name, kind, help, value);
         }
     }
 }
@@ -407,8 +406,7 @@ fn render_forwarding(out: &mut Exposition, forwarding: &Forwarding) {
             spool.commits as f64,
         ),
     ] {
-        out.family(name, kind, help);
-        out.sample(name, &[], value);
+        out.single(name, kind, help, value);
     }
 
     let sources = forwarding.sources.statuses();
@@ -454,15 +452,31 @@ fn render_forwarding(out: &mut Exposition, forwarding: &Forwarding) {
     }
 
     let uplink = &forwarding.uplink_counters;
-    for (name, kind, help, value) in [
-        ("siteward_uplink_events_delivered_total", "counter", "Events the platform accepted (2xx).", uplink.delivered.load(Ordering::Relaxed) as f64),
-        ("siteward_uplink_dead_letter_total", "counter", "Events the platform refused for good (4xx), moved to the dead letters.", uplink.dead_lettered.load(Ordering::Relaxed) as f64),
-        ("siteward_uplink_failed_attempts_total", "counter", "Deliveries that failed and will be retried (408, 429, 5xx, timeouts, connection errors).", uplink.failed_attempts.load(Ordering::Relaxed) as f64),
-        ("siteward_uplink_circuit_open", "gauge", "1 while the circuit breaker holds deliveries back to probes.", f64::from(u8::from(uplink.circuit_open.load(Ordering::Relaxed)))),
-    ] {
-        out.family(name, kind, help);
-        out.sample(name, &[], value);
-    }
+    let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as f64;
+    out.single(
+        "siteward_uplink_events_delivered_total",
+        "counter",
+        "Events the platform accepted (2xx).",
+        count(&uplink.delivered),
+    );
+    out.single(
+        "siteward_uplink_dead_letter_total",
+        "counter",
+        "Events the platform refused for good (4xx), moved to the dead letters.",
+        count(&uplink.dead_lettered),
+    );
+    out.single(
+        "siteward_uplink_failed_attempts_total",
+        "counter",
+        "Deliveries that failed and will be retried (408, 429, 5xx, timeouts, connection errors).",
+        count(&uplink.failed_attempts),
+    );
+    out.single(
+        "siteward_uplink_circuit_open",
+        "gauge",
+        "1 while the circuit breaker holds deliveries back to probes.",
+        f64::from(u8::from(uplink.circuit_open.load(Ordering::Relaxed))),
+    );
 }
 
 fn render_relays(out: &mut Exposition, forwarding: &Forwarding) {
@@ -548,6 +562,12 @@ impl Exposition {
             help.replace('\\', "\\\\").replace('\n', "\\n")
         );
         let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    /// A family of one sample without labels.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
