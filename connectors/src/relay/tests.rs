@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pump::{self, Activity, Meter};
 use super::{allowed, start, RelayCounters};
+use crate::test_util::poll_until;
 
 /// Bound on every wait in these tests; reached only when something is broken.
 const WAIT: Duration = Duration::from_secs(20);
@@ -156,15 +157,8 @@ impl Drop for Target {
 }
 
 /// Bounded poll of a condition the relay reaches on its own (a counter, a closed socket).
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+async fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    assert!(poll_until(WAIT, done).await, "{what}: not within {WAIT:?}");
 }
 
 /// The relay closed `stream` (an end of stream, or a reset when bytes were unread).
