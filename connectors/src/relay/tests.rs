@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pump::{self, Activity, Meter};
 use super::{allowed, start, RelayCounters};
+use crate::net::Resolver;
 use crate::test_util::poll_until;
 
 /// Bound on every wait in these tests; reached only when something is broken.
@@ -57,7 +58,8 @@ impl RunningRelay {
         config.listen.set_port(free_port().await);
         let counters = Arc::new(RelayCounters::default());
         let cancel = CancellationToken::new();
-        let task = start(&config, counters.clone(), cancel.clone())
+        let resolver = Resolver::from_system().unwrap();
+        let task = start(&config, resolver, counters.clone(), cancel.clone())
             .await
             .unwrap();
         RunningRelay {
@@ -454,6 +456,7 @@ async fn taken_port_is_a_start_error() {
     let config = relay_config(1, holder.local_addr().unwrap().port());
     let err = start(
         &config,
+        Resolver::from_system().unwrap(),
         Arc::new(RelayCounters::default()),
         CancellationToken::new(),
     )

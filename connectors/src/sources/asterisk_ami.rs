@@ -71,30 +71,29 @@ impl Default for Timing {
 }
 
 /// Starts the client. Nothing is opened before it returns (the PBX may be down at start:
-/// that is retried, not an error); only the resolver configuration is read.
+/// that is retried, not an error); its name is resolved with `resolver` at each connection.
 pub async fn start(
     config: &AmiSource,
     sink: Sink,
+    resolver: Resolver,
     cancel: CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
-    start_with(config, sink, cancel, Timing::default())
+    Ok(start_with(
+        config,
+        sink,
+        resolver,
+        cancel,
+        Timing::default(),
+    ))
 }
 
 fn start_with(
     config: &AmiSource,
     sink: Sink,
+    resolver: Resolver,
     cancel: CancellationToken,
     timing: Timing,
-) -> Result<JoinHandle<()>, StartError> {
-    let resolver = Resolver::from_system().map_err(|e| {
-        StartError::new(
-            format!(
-                "starting connector {:?}: reading the resolver configuration",
-                sink.connector()
-            ),
-            e,
-        )
-    })?;
+) -> JoinHandle<()> {
     let client = Client {
         // Server-side filters only for names that need no escaping in its regex.
         server_filters: !config.events.is_empty()
@@ -104,7 +103,7 @@ fn start_with(
         resolver,
         timing,
     };
-    Ok(tokio::spawn(client.run(cancel)))
+    tokio::spawn(client.run(cancel))
 }
 
 struct Client {
@@ -596,7 +595,8 @@ mod tests {
             counters.clone(),
         );
         let cancel = CancellationToken::new();
-        let task = start_with(config, sink, cancel.clone(), timing).unwrap();
+        let resolver = Resolver::from_system().unwrap();
+        let task = start_with(config, sink, resolver, cancel.clone(), timing);
         Connector {
             spool,
             counters,

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::net::Resolver;
 use crate::spool::{now_ms, Event, FullPolicy, Spool, SpoolError};
 
 /// What the metrics and the API show of one connector.
@@ -174,17 +175,21 @@ impl StartError {
     }
 }
 
-/// Starts the source of `connector`, feeding `sink`, until `cancel`.
+/// Starts the source of `connector`, feeding `sink`, until `cancel`; names (an AMI
+/// target) are resolved with `resolver`, the daemon's one.
 pub async fn start(
     connector: &Connector,
     sink: Sink,
+    resolver: &Resolver,
     cancel: CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
     match &connector.source {
         Source::Webhook(config) => webhook::start(config, sink, cancel).await,
         Source::Syslog(config) => syslog::start(config, sink, cancel).await,
         Source::FileDrop(config) => file_drop::start(config, sink, cancel).await,
-        Source::AsteriskAmi(config) => asterisk_ami::start(config, sink, cancel).await,
+        Source::AsteriskAmi(config) => {
+            asterisk_ami::start(config, sink, resolver.clone(), cancel).await
+        }
     }
 }
 
