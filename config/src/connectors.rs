@@ -433,20 +433,26 @@ fn file_drop(
     })
 }
 
+/// An optional listen address: `Some(None)` when not set, `None` when wrong (reported).
+fn optional_listen(
+    value: Option<&str>,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<Option<SocketAddr>> {
+    match value {
+        None => Some(None),
+        Some(text) => socket_addr(text, path, errors).map(Some),
+    }
+}
+
 fn syslog(
     raw: &RawConnector,
     at: &dyn Fn(&str) -> String,
     errors: &mut Errors,
 ) -> Option<SyslogSource> {
-    let udp = raw
-        .udp
-        .as_deref()
-        .map(|text| socket_addr(text, &at("udp"), errors));
-    let tcp = raw
-        .tcp
-        .as_deref()
-        .map(|text| socket_addr(text, &at("tcp"), errors));
-    if udp.is_none() && tcp.is_none() {
+    let udp = optional_listen(raw.udp.as_deref(), &at("udp"), errors);
+    let tcp = optional_listen(raw.tcp.as_deref(), &at("tcp"), errors);
+    if raw.udp.is_none() && raw.tcp.is_none() {
         errors.push(
             at("udp"),
             "missing: set udp and/or tcp, the address:port to listen on (514 is syslog's)",
@@ -460,8 +466,8 @@ fn syslog(
         errors,
     );
     Some(SyslogSource {
-        udp: udp.map(|a| a.ok_or(())).transpose().ok()?,
-        tcp: tcp.map(|a| a.ok_or(())).transpose().ok()?,
+        udp: udp?,
+        tcp: tcp?,
         max_message_bytes: usize::try_from(max_message_bytes?).ok()?,
     })
 }

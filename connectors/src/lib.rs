@@ -24,6 +24,8 @@ pub mod running;
 pub mod simulate;
 pub mod sources;
 pub mod spool;
+#[cfg(test)]
+mod test_util;
 pub mod uplink;
 
 pub use outcome::{Failure, Observation, Outcome, ProbeResult, Reason};

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use siteward_config::{Connector, Relay, Uplink};
+use siteward_connectors::net::Resolver;
 use siteward_connectors::relay::{self, RelayCounters};
 use siteward_connectors::running::{SetChanges, TaskSet};
 use siteward_connectors::sources::{self, ConnectorCounters, Sink};
@@ -24,6 +25,7 @@ pub const SPOOL_FILE: &str = "spool.redb";
 
 pub struct Forwarding {
     appliance: String,
+    resolver: Resolver,
     pub spool: Arc<Spool>,
     /// Sources notify it after an append, so an idle uplink wakes at once.
     appended: Arc<Notify>,
@@ -41,11 +43,18 @@ struct RunningUplink {
 
 impl Forwarding {
     /// Opens (or creates) the spool; nothing runs yet.
-    pub fn open(appliance: &str, state_dir: &Path, max_bytes: u64) -> anyhow::Result<Forwarding> {
+    /// Names (AMI targets, relay targets) are resolved with `resolver`, the daemon's one.
+    pub fn open(
+        appliance: &str,
+        state_dir: &Path,
+        max_bytes: u64,
+        resolver: Resolver,
+    ) -> anyhow::Result<Forwarding> {
         let path: PathBuf = state_dir.join(SPOOL_FILE);
         let spool = Spool::open(&path, max_bytes).context("opening the spool")?;
         Ok(Forwarding {
             appliance: appliance.to_string(),
+            resolver,
             spool: Arc::new(spool),
             appended: Arc::new(Notify::new()),
             uplink_counters: Arc::new(UplinkCounters::default()),
@@ -57,6 +66,7 @@ impl Forwarding {
 
     pub async fn apply_connectors(&self, connectors: &[Connector]) -> SetChanges {
         let (spool, appended) = (self.spool.clone(), self.appended.clone());
+        let resolver = &self.resolver;
         self.sources
             .apply(connectors, move |connector, counters, cancel| {
                 let sink = Sink::new(
@@ -66,15 +76,16 @@ impl Forwarding {
                     appended.clone(),
                     counters,
                 );
-                async move { sources::start(&connector, sink, cancel).await }
+                async move { sources::start(&connector, sink, resolver, cancel).await }
             })
             .await
     }
 
     pub async fn apply_relays(&self, relays: &[Relay]) -> SetChanges {
         self.relays
-            .apply(relays, |relay, counters, cancel| async move {
-                relay::start(&relay, counters, cancel).await
+            .apply(relays, |relay, counters, cancel| {
+                let resolver = self.resolver.clone();
+                async move { relay::start(&relay, resolver, counters, cancel).await }
             })
             .await
     }

@@ -359,8 +359,7 @@ fn render_process(out: &mut Exposition) {
     ];
     for (name, kind, help, value) in gauges {
         if let Some(value) = value {
-            out.family(name, kind, help);
-            out.sample(name, &[], value);
+            out.single(name, kind, help, value);
         }
     }
 }
@@ -368,13 +367,7 @@ fn render_process(out: &mut Exposition) {
 /// The spool, the connectors that feed it and the uplink that drains it.
 fn render_forwarding(out: &mut Exposition, forwarding: &Forwarding) {
     let spool = forwarding.spool.stats();
-    let age = spool
-        .oldest_received_at_ms
-        .map(|at| {
-            let now = siteward_connectors::sources::now_ms();
-            now.saturating_sub(at) as f64 / 1000.0
-        })
-        .unwrap_or(0.0);
+    let age = spool.oldest_event_age().unwrap_or_default().as_secs_f64();
     for (name, kind, help, value) in [
         (
             "siteward_spool_events",
@@ -413,8 +406,7 @@ fn render_forwarding(out: &mut Exposition, forwarding: &Forwarding) {
             spool.commits as f64,
         ),
     ] {
-        out.family(name, kind, help);
-        out.sample(name, &[], value);
+        out.single(name, kind, help, value);
     }
 
     let sources = forwarding.sources.statuses();
@@ -432,7 +424,7 @@ fn render_forwarding(out: &mut Exposition, forwarding: &Forwarding) {
         ),
         (
             "siteward_connector_refused_total",
-            "Events the spool could not take (full with when_full = \"block\", or failing).",
+            "Events the spool could not take (full with when_full = \"block\", or failing); once each, however often retried.",
             |c| c.refused.load(Ordering::Relaxed),
         ),
     ];
@@ -460,15 +452,31 @@ fn render_forwarding(out: &mut Exposition, forwarding: &Forwarding) {
     }
 
     let uplink = &forwarding.uplink_counters;
-    for (name, kind, help, value) in [
-        ("siteward_uplink_events_delivered_total", "counter", "Events the platform accepted (2xx).", uplink.delivered.load(Ordering::Relaxed) as f64),
-        ("siteward_uplink_dead_letter_total", "counter", "Events the platform refused for good (4xx), moved to the dead letters.", uplink.dead_lettered.load(Ordering::Relaxed) as f64),
-        ("siteward_uplink_failed_attempts_total", "counter", "Deliveries that failed and will be retried (408, 429, 5xx, timeouts, connection errors).", uplink.failed_attempts.load(Ordering::Relaxed) as f64),
-        ("siteward_uplink_circuit_open", "gauge", "1 while the circuit breaker holds deliveries back to probes.", f64::from(u8::from(uplink.circuit_open.load(Ordering::Relaxed)))),
-    ] {
-        out.family(name, kind, help);
-        out.sample(name, &[], value);
-    }
+    let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as f64;
+    out.single(
+        "siteward_uplink_events_delivered_total",
+        "counter",
+        "Events the platform accepted (2xx).",
+        count(&uplink.delivered),
+    );
+    out.single(
+        "siteward_uplink_dead_letter_total",
+        "counter",
+        "Events the platform refused for good (4xx), moved to the dead letters.",
+        count(&uplink.dead_lettered),
+    );
+    out.single(
+        "siteward_uplink_failed_attempts_total",
+        "counter",
+        "Deliveries that failed and will be retried (408, 429, 5xx, timeouts, connection errors).",
+        count(&uplink.failed_attempts),
+    );
+    out.single(
+        "siteward_uplink_circuit_open",
+        "gauge",
+        "1 while the circuit breaker holds deliveries back to probes.",
+        f64::from(u8::from(uplink.circuit_open.load(Ordering::Relaxed))),
+    );
 }
 
 fn render_relays(out: &mut Exposition, forwarding: &Forwarding) {
@@ -554,6 +562,12 @@ impl Exposition {
             help.replace('\\', "\\\\").replace('\n', "\\n")
         );
         let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    /// A family of one sample without labels.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {

@@ -56,7 +56,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     log_tunnel_changes(&tunnels.apply(&config.tunnels).await);
 
     let resolver = Resolver::from_system().context("setting up name resolution")?;
-    let engine = Arc::new(Engine::new(resolver));
+    let engine = Arc::new(Engine::new(resolver.clone()));
     engine.apply(&config.checks);
     let stats = Arc::new(DaemonStats::default());
     stats
@@ -67,6 +67,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         &config.appliance.name,
         state_dir,
         config.spool.max_bytes,
+        resolver,
     )?);
     log_set_changes(
         "connectors",

@@ -70,6 +70,13 @@ fn everything_else_needs_a_valid_token() {
         Request::get("/"),
         Request::get("/metrics"),
         Request::post("/api/v1/health/../checks"),
+        Request::get("/api/v1/connectors"),
+        Request::get("/api/v1/relays"),
+        Request::get("/api/v1/spool"),
+        Request::get("/api/v1/spool/events"),
+        Request::get("/api/v1/spool/dead-letters"),
+        Request::post("/api/v1/spool/replay"),
+        Request::post("/api/v1/spool/purge?queue=events"),
     ];
     for (what, header) in &bad_credentials {
         for request in &requests {

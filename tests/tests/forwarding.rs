@@ -12,7 +12,9 @@ use std::time::Duration;
 use rand::Rng;
 use siteward_tests::http::{self, Request, Response, TlsClient};
 use siteward_tests::pki::{KeyKind, TestCa};
-use siteward_tests::{siteward_bin, Behaviour, Daemon, Platform, Simulator, STATE_TIMEOUT};
+use siteward_tests::{
+    promtool_check, siteward_bin, Behaviour, Daemon, Platform, Simulator, STATE_TIMEOUT,
+};
 
 const HMAC_SECRET: &str = "hook-secret-0123456789";
 const TOKEN: &str = "platform-token-0123456789";
@@ -154,6 +156,8 @@ fn webhook_events_reach_the_platform_once_each_with_valid_ids() {
         EVENTS as f64
     );
     assert_eq!(metric(&daemon, "siteward_spool_events", &[]), 0.0);
+    let (valid, report) = promtool_check(&daemon.scrape_raw().text());
+    assert!(valid, "promtool check metrics: {report}");
 }
 
 #[test]
@@ -243,6 +247,11 @@ fn while_the_platform_is_down_the_spool_grows_then_drains_in_order() {
     );
     let stats = spool_cli(&daemon, &["stats"]);
     assert_eq!(stats["events"], EVENTS, "{stats:#}");
+    // The HTTPS API, with a token, answers what the control socket does.
+    let token = daemon.create_token("ops");
+    let over_https = daemon.api(&Request::get("/api/v1/spool").bearer(&token));
+    assert_eq!(over_https.status, 200, "{}", over_https.text());
+    assert_eq!(over_https.json()["events"], EVENTS);
     assert!(stats["bytes"].as_u64().unwrap() > 0);
     assert!(stats["uplink"]["failed_attempts"].as_u64().unwrap() >= 1);
     assert_eq!(metric(&daemon, "siteward_spool_events", &[]), EVENTS as f64);

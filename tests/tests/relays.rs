@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use siteward_tests::{Daemon, STATE_TIMEOUT};
+use siteward_tests::{promtool_check, Daemon, STATE_TIMEOUT};
 use socket2::{Domain, Socket, Type};
 
 /// An echo server on 127.0.0.1 (one thread per connection), for as long as the test runs.
@@ -98,6 +98,8 @@ fn a_relay_carries_bytes_both_ways_for_allowed_sources_only() {
         Some(data.len() as f64)
     );
     assert_eq!(scrape.get("siteward_relay_up", &labels), Some(1.0));
+    let (valid, report) = promtool_check(&daemon.scrape_raw().text());
+    assert!(valid, "promtool check metrics: {report}");
 }
 
 #[test]

@@ -68,8 +68,10 @@ pub struct RelayCounters {
 
 /// Starts relay `config`: binds its listener (an error here is the caller's to report),
 /// then serves in the returned task until `cancel`, when every connection is closed.
+/// A target given by name is resolved with `resolver` (the daemon's one) per connection.
 pub async fn start(
     config: &Relay,
+    resolver: Resolver,
     counters: Arc<RelayCounters>,
     cancel: CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
@@ -79,18 +81,6 @@ pub async fn start(
             e,
         )
     })?;
-    let resolver = Resolver::from_system().map_err(|e| {
-        StartError::new(
-            format!(
-                "relay {}: setting up name resolution for {}",
-                config.name, config.target
-            ),
-            e,
-        )
-    })?;
-    if config.allow.is_empty() {
-        warn!(relay = %config.name, "relay has an empty allow list: every connection will be refused");
-    }
     ensure_open_files_limit(&config.name, config.max_connections);
     let shared = Arc::new(Shared {
         name: config.name.clone(),

@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::pump::{self, Activity, Meter};
 use super::{allowed, start, RelayCounters};
+use crate::net::Resolver;
+use crate::test_util::poll_until;
 
 /// Bound on every wait in these tests; reached only when something is broken.
 const WAIT: Duration = Duration::from_secs(20);
@@ -56,7 +58,8 @@ impl RunningRelay {
         config.listen.set_port(free_port().await);
         let counters = Arc::new(RelayCounters::default());
         let cancel = CancellationToken::new();
-        let task = start(&config, counters.clone(), cancel.clone())
+        let resolver = Resolver::from_system().unwrap();
+        let task = start(&config, resolver, counters.clone(), cancel.clone())
             .await
             .unwrap();
         RunningRelay {
@@ -156,15 +159,8 @@ impl Drop for Target {
 }
 
 /// Bounded poll of a condition the relay reaches on its own (a counter, a closed socket).
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+async fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    assert!(poll_until(WAIT, done).await, "{what}: not within {WAIT:?}");
 }
 
 /// The relay closed `stream` (an end of stream, or a reset when bytes were unread).
@@ -460,6 +456,7 @@ async fn taken_port_is_a_start_error() {
     let config = relay_config(1, holder.local_addr().unwrap().port());
     let err = start(
         &config,
+        Resolver::from_system().unwrap(),
         Arc::new(RelayCounters::default()),
         CancellationToken::new(),
     )

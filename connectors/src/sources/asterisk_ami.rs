@@ -71,30 +71,29 @@ impl Default for Timing {
 }
 
 /// Starts the client. Nothing is opened before it returns (the PBX may be down at start:
-/// that is retried, not an error); only the resolver configuration is read.
+/// that is retried, not an error); its name is resolved with `resolver` at each connection.
 pub async fn start(
     config: &AmiSource,
     sink: Sink,
+    resolver: Resolver,
     cancel: CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
-    start_with(config, sink, cancel, Timing::default())
+    Ok(start_with(
+        config,
+        sink,
+        resolver,
+        cancel,
+        Timing::default(),
+    ))
 }
 
 fn start_with(
     config: &AmiSource,
     sink: Sink,
+    resolver: Resolver,
     cancel: CancellationToken,
     timing: Timing,
-) -> Result<JoinHandle<()>, StartError> {
-    let resolver = Resolver::from_system().map_err(|e| {
-        StartError::new(
-            format!(
-                "starting connector {:?}: reading the resolver configuration",
-                sink.connector()
-            ),
-            e,
-        )
-    })?;
+) -> JoinHandle<()> {
     let client = Client {
         // Server-side filters only for names that need no escaping in its regex.
         server_filters: !config.events.is_empty()
@@ -104,7 +103,7 @@ fn start_with(
         resolver,
         timing,
     };
-    Ok(tokio::spawn(client.run(cancel)))
+    tokio::spawn(client.run(cancel))
 }
 
 struct Client {
@@ -371,7 +370,7 @@ impl Client {
         let mut delay = self.timing.spool_retry_first;
         let mut waited = false;
         loop {
-            match self.sink.accept(kind, payload.clone()).await {
+            match self.sink.append(kind, payload.clone()).await {
                 Ok(_) => {
                     if waited {
                         info!(
@@ -391,6 +390,8 @@ impl Client {
                 }
                 Err(e) => {
                     if !waited {
+                        // Counted once, however long it waits.
+                        self.sink.count_refused(1);
                         warn!(connector, kind,
                             "the spool refuses events ({e}); not reading from Asterisk until it accepts them");
                         waited = true;
@@ -594,7 +595,8 @@ mod tests {
             counters.clone(),
         );
         let cancel = CancellationToken::new();
-        let task = start_with(config, sink, cancel.clone(), timing).unwrap();
+        let resolver = Resolver::from_system().unwrap();
+        let task = start_with(config, sink, resolver, cancel.clone(), timing);
         Connector {
             spool,
             counters,

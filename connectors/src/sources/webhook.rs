@@ -162,7 +162,7 @@ impl Hook {
         if let Err(why) = check_body(&body, declared_json) {
             return self.refuse(StatusCode::BAD_REQUEST, &why);
         }
-        match self.sink.accept(KIND, body.to_vec()).await {
+        match self.sink.accept(KIND, Vec::from(body)).await {
             Ok(sequence) => {
                 let mut response = Response::new(Full::new(Bytes::from(format!(
                     "{{\"sequence\":{sequence}}}\n"

@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
-pub use record::{Event, RecordError};
+pub use record::{now_ms, Event, RecordError};
 
 /// Sequence number -> encoded [`Event`].
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -86,6 +86,13 @@ pub struct SpoolStats {
     pub dropped: u64,
     /// Commits (fsyncs) since the spool was opened: fewer than appends under load.
     pub commits: u64,
+}
+
+impl SpoolStats {
+    /// How long the oldest waiting event has waited; `None` when the spool is empty.
+    pub fn oldest_event_age(&self) -> Option<std::time::Duration> {
+        self.oldest_received_at_ms.map(record::age_since)
+    }
 }
 
 /// An event waiting in the dead-letter table, and why the platform refused it.

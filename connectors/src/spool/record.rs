@@ -7,6 +7,8 @@
 //!           | kind: u16 len, UTF-8 | payload: the rest
 //! ```
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 const VERSION: u8 = 1;
 /// Version, time and the two length prefixes.
 const FIXED_LEN: usize = 1 + 8 + 2 + 2;
@@ -39,6 +41,11 @@ pub enum RecordError {
 }
 
 impl Event {
+    /// How long ago it was received (zero for a time in the future: a clock set back).
+    pub fn age(&self) -> Duration {
+        age_since(self.received_at_ms)
+    }
+
     /// The stored form.
     pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
         let connector = u16::try_from(self.connector.len())
@@ -93,6 +100,19 @@ fn take_string(rest: &mut &[u8], field: &'static str) -> Result<String, RecordEr
     Ok(text.to_string())
 }
 
+/// Milliseconds since the Unix epoch: what `received_at_ms` holds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// How long ago `at_ms` (ms since the Unix epoch) was; zero for a time in the future.
+pub fn age_since(at_ms: u64) -> Duration {
+    Duration::from_millis(now_ms().saturating_sub(at_ms))
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -114,6 +134,20 @@ mod tests {
         let bytes = e.encode().unwrap();
         assert_eq!(bytes.len(), e.encoded_len());
         assert_eq!(Event::decode(&bytes).unwrap(), e);
+    }
+
+    #[test]
+    fn ages_count_from_receipt_and_never_go_negative() {
+        let received = Event {
+            received_at_ms: now_ms() - 5_000,
+            ..event()
+        };
+        assert!(
+            received.age() >= Duration::from_secs(5),
+            "{:?}",
+            received.age()
+        );
+        assert_eq!(age_since(now_ms() + 60_000), Duration::ZERO);
     }
 
     #[test]

@@ -293,26 +293,9 @@ mod tests {
 
 #[cfg(test)]
 mod exchange_tests {
-    use std::time::Duration;
-
-    use siteward_config::{Secret, Uplink};
-
     use super::*;
     use crate::probes::tls_client::test_support::{pki, serve};
-
-    fn uplink(url: String, ca_file: &Path) -> Uplink {
-        Uplink {
-            url,
-            token: Some(Secret::new("platform-token-0123456789")),
-            client_cert: None,
-            ca_file: Some(ca_file.to_path_buf()),
-            batch_max_events: 10,
-            batch_max_bytes: 1 << 20,
-            batch_max_wait: Duration::from_millis(10),
-            timeout: Duration::from_secs(5),
-            status_interval: None,
-        }
-    }
+    use crate::uplink::test_config;
 
     #[tokio::test]
     async fn a_batch_is_posted_with_its_token_and_the_answer_reported() {
@@ -321,7 +304,7 @@ mod exchange_tests {
             Content-Length: 10\r\nConnection: close\r\n\r\nbusy\x07 now!"
             .to_vec();
         let (addr, mut heads) = serve(Some(pki.server.clone()), response).await;
-        let config = uplink(format!("https://{addr}/v1/events"), pki.ca_file.path());
+        let config = test_config(format!("https://{addr}/v1/events"), pki.ca_file.path());
         let mut client = UplinkClient::new(&config).unwrap();
         let answer = client
             .post(br#"{"appliance":"a","events":[]}"#.to_vec())
@@ -348,7 +331,7 @@ mod exchange_tests {
         let platform = pki(&["127.0.0.1"], (2090, 1, 1));
         let other = pki(&["127.0.0.1"], (2090, 1, 1));
         let (addr, _heads) = serve(Some(platform.server.clone()), Vec::new()).await;
-        let config = uplink(format!("https://{addr}/"), other.ca_file.path());
+        let config = test_config(format!("https://{addr}/"), other.ca_file.path());
         let answer = UplinkClient::new(&config).unwrap().post(Vec::new()).await;
         assert!(
             matches!(&answer, Answer::Unreachable(why) if why.contains("TLS")),
@@ -358,7 +341,7 @@ mod exchange_tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = closed.local_addr().unwrap().port();
         drop(closed);
-        let config = uplink(
+        let config = test_config(
             format!("https://127.0.0.1:{port}/"),
             platform.ca_file.path(),
         );

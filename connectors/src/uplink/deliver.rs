@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokio::sync::Notify;
@@ -80,7 +80,7 @@ impl Deliverer {
             };
             // A small batch waits (at most max_wait after its oldest event) for company.
             if batch.len() < max_events {
-                let age = age_of(oldest.received_at_ms);
+                let age = oldest.age();
                 if age < self.limits.max_wait {
                     tokio::select! {
                         _ = cancel.cancelled() => return,
@@ -131,23 +131,15 @@ impl Deliverer {
     }
 }
 
-/// How long ago `received_at_ms` was (zero for a time in the future).
-fn age_of(received_at_ms: u64) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    now.saturating_sub(Duration::from_millis(received_at_ms))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use siteward_config::{Secret, Uplink};
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     use super::*;
     use crate::probes::tls_client::test_support::{pki, serve};
     use crate::spool::{Event, FullPolicy};
+    use crate::test_util::poll_until;
+    use crate::uplink::test_config;
 
     fn event(n: u64) -> Event {
         Event {
@@ -163,20 +155,6 @@ mod tests {
         }
     }
 
-    fn uplink(url: String, ca_file: &Path) -> Uplink {
-        Uplink {
-            url,
-            token: Some(Secret::new("platform-token-0123456789")),
-            client_cert: None,
-            ca_file: Some(ca_file.to_path_buf()),
-            batch_max_events: 2,
-            batch_max_bytes: 1 << 20,
-            batch_max_wait: Duration::from_millis(10),
-            timeout: Duration::from_secs(5),
-            status_interval: None,
-        }
-    }
-
     async fn deliver_with(response: &[u8]) -> (Arc<Spool>, Arc<UplinkCounters>, usize) {
         let dir = tempfile::tempdir().unwrap();
         let spool = Arc::new(Spool::open(&dir.path().join("spool.redb"), 1 << 20).unwrap());
@@ -185,7 +163,7 @@ mod tests {
         }
         let pki = pki(&["127.0.0.1"], (2090, 1, 1));
         let (addr, mut heads) = serve(Some(pki.server.clone()), response.to_vec()).await;
-        let config = uplink(format!("https://{addr}/in"), pki.ca_file.path());
+        let config = test_config(format!("https://{addr}/in"), pki.ca_file.path());
         let counters = Arc::new(UplinkCounters::default());
         let deliverer = Deliverer {
             appliance: "plant-01".into(),
@@ -212,12 +190,8 @@ mod tests {
             requests += 1;
         }
         // Let the last answer be applied before looking: every event leaves the queue.
-        let settled = async {
-            while spool.stats().events > 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(10), settled).await;
+        // The tests then assert on what is left.
+        poll_until(Duration::from_secs(10), || spool.stats().events == 0).await;
         cancel.cancel();
         task.await.unwrap();
         (spool, counters, requests)

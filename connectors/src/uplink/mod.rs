@@ -10,3 +10,19 @@ pub mod batch;
 pub mod client;
 pub mod deliver;
 pub mod policy;
+
+/// An `[uplink]` toward a test platform at `url` trusting `ca_file`, with a token.
+#[cfg(test)]
+pub(crate) fn test_config(url: String, ca_file: &std::path::Path) -> siteward_config::Uplink {
+    siteward_config::Uplink {
+        url,
+        token: Some(siteward_config::Secret::new("platform-token-0123456789")),
+        client_cert: None,
+        ca_file: Some(ca_file.to_path_buf()),
+        batch_max_events: 10,
+        batch_max_bytes: 1 << 20,
+        batch_max_wait: std::time::Duration::from_millis(10),
+        timeout: std::time::Duration::from_secs(5),
+        status_interval: None,
+    }
+}

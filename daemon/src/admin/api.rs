@@ -13,7 +13,6 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use siteward_connectors::engine::{CheckSnapshot, Engine};
-use siteward_connectors::sources::now_ms;
 use siteward_connectors::uplink::batch::event_json;
 use siteward_connectors::Outcome;
 use siteward_netstack::{PeerStatus, RekeyError, RekeyTarget, TunnelStatus, Tunnels};
@@ -230,8 +229,7 @@ pub fn spool_view(forwarding: &Forwarding) -> serde_json::Value {
     json!({
         "events": stats.events,
         "bytes": stats.bytes,
-        "oldest_event_age_seconds": stats.oldest_received_at_ms
-            .map(|at| now_ms().saturating_sub(at) / 1000),
+        "oldest_event_age_seconds": stats.oldest_event_age().map(|age| age.as_secs()),
         "dead_letters": stats.dead_letters,
         "dropped": stats.dropped,
         "commits": stats.commits,

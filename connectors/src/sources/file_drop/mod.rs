@@ -38,13 +38,10 @@ mod tests;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::future::Future;
 use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -568,17 +565,23 @@ impl Watcher {
         let total = records.len();
         let chunk = self.tuning.chunk.max(1);
         let mut backoff = self.tuning.backoff_min;
+        let mut counted_to = durable;
         #[cfg(test)]
         let mut chunks = 0;
         while durable < total {
             let end = durable.saturating_add(chunk).min(total);
-            let sends = (durable..end)
-                .filter_map(|index| records.payload(index))
-                .map(|payload| self.sink.accept(records.kind(), payload));
+            let payloads = (durable..end).filter_map(|index| records.payload(index));
             let results = tokio::select! {
-                results = in_order(sends) => results,
+                results = self.sink.append_in_order(records.kind(), payloads) => results,
                 _ = self.cancel.cancelled() => return Delivery::Stopped,
             };
+            // A record refused again after a wait was counted the first time.
+            let refused_now = (durable..)
+                .zip(&results)
+                .filter(|(index, result)| *index >= counted_to && result.is_err())
+                .count();
+            self.sink.count_refused(refused_now as u64);
+            counted_to = counted_to.max(durable + results.len());
             let before = durable;
             durable += results.iter().take_while(|r| r.is_ok()).count();
             let failure = results.into_iter().find_map(Result::err);
@@ -690,45 +693,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(io::Error::other)?
-}
-
-/// Runs `futures` together and returns their outputs in order. Unlike a plain join, the
-/// first poll of each is guaranteed to happen in order: a spool append enqueues its event
-/// on its first poll, so the events of a chunk get sequence numbers in record order and
-/// still share one commit.
-async fn in_order<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    enum Slot<F: Future> {
-        Running(Pin<Box<F>>),
-        Done(F::Output),
-    }
-    let mut slots: Vec<Slot<F>> = futures
-        .into_iter()
-        .map(|f| Slot::Running(Box::pin(f)))
-        .collect();
-    std::future::poll_fn(|cx| {
-        let mut finished = true;
-        for slot in slots.iter_mut() {
-            if let Slot::Running(future) = slot {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(output) => *slot = Slot::Done(output),
-                    Poll::Pending => finished = false,
-                }
-            }
-        }
-        if finished {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
-    slots
-        .into_iter()
-        .filter_map(|slot| match slot {
-            Slot::Done(output) => Some(output),
-            Slot::Running(_) => None,
-        })
-        .collect()
 }
 
 /// Opens, reads and validates `name`. Blocking.

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::{records, start, start_tuned, Tuning};
 use crate::sources::{ConnectorCounters, Sink};
 use crate::spool::{Event, Spool};
+use crate::test_util::poll_until;
 
 const CONNECTOR: &str = "files";
 /// Long enough for any test to finish: a file taken under it was taken for its rename.
@@ -142,16 +143,13 @@ impl Harness {
     }
 
     async fn wait_until(&self, what: &str, mut condition: impl FnMut(&Harness) -> bool) {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while !condition(self) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting until {what}; stored: {:?}; directory: {:?}",
-                self.payloads(),
-                listing(&self.directory)
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let reached = poll_until(DEADLINE, || condition(self)).await;
+        assert!(
+            reached,
+            "timed out waiting until {what}; stored: {:?}; directory: {:?}",
+            self.payloads(),
+            listing(&self.directory)
+        );
     }
 }
 

@@ -20,12 +20,9 @@ pub mod parse;
 mod tests;
 
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -240,9 +237,10 @@ async fn serve_udp(
                 };
             }
         }
-        let results = accept_in_order(sink, payloads).await;
+        let results = sink.append_in_order(EVENT_KIND, payloads).await;
         for (result, peer) in results.into_iter().zip(senders) {
             if let Err(e) = result {
+                sink.count_refused(1);
                 warnings.warn(
                     connector,
                     format_args!("syslog message from {peer} dropped: {e}"),
@@ -377,22 +375,33 @@ impl Connection {
     /// connection must end (cancelled, or the spool closed).
     async fn store(&self, payloads: Vec<Vec<u8>>) -> bool {
         let connector = self.sink.connector();
-        let mut waiting = std::collections::VecDeque::from(payloads);
+        // Each message with whether its refusal was counted: once, however many tries.
+        let mut waiting: std::collections::VecDeque<(Vec<u8>, bool)> =
+            payloads.into_iter().map(|p| (p, false)).collect();
         let mut delay = RETRY_FIRST;
         while !waiting.is_empty() {
-            let batch: Vec<Vec<u8>> = waiting.iter().take(MAX_BATCH).cloned().collect();
-            let results = accept_in_order(&self.sink, batch).await;
+            let batch: Vec<Vec<u8>> = waiting
+                .iter()
+                .take(MAX_BATCH)
+                .map(|(p, _)| p.clone())
+                .collect();
+            let results = self.sink.append_in_order(EVENT_KIND, batch).await;
             let mut retry = Vec::new();
             let mut refused = None;
-            for (payload, result) in waiting.drain(..results.len()).zip(results) {
-                match result {
-                    Ok(_) => {}
-                    Err(SpoolError::Closed) => return false,
-                    Err(e @ (SpoolError::Full { .. } | SpoolError::Storage(_))) => {
-                        retry.push(payload);
+            for ((payload, counted), result) in waiting.drain(..results.len()).zip(results) {
+                let Err(e) = result else { continue };
+                if matches!(e, SpoolError::Closed) {
+                    return false;
+                }
+                if !counted {
+                    self.sink.count_refused(1);
+                }
+                match e {
+                    SpoolError::Full { .. } | SpoolError::Storage(_) => {
+                        retry.push((payload, true));
                         refused = Some(e);
                     }
-                    Err(e) => self.warnings.warn(
+                    e => self.warnings.warn(
                         connector,
                         format_args!("syslog message from {} dropped: {e}", self.peer),
                     ),
@@ -453,43 +462,6 @@ fn payload(bytes: &[u8], peer: SocketAddr, sink: &Sink, warnings: &Warnings) -> 
             None
         }
     }
-}
-
-type Append<'a> = Pin<Box<dyn Future<Output = Result<u64, SpoolError>> + Send + 'a>>;
-
-/// Appends the payloads concurrently, so they share the spool's group commit, yet starts
-/// them in order (an append is queued to the spool's writer when first polled), so they are
-/// stored in the order received. The results come back in the same order.
-async fn accept_in_order(sink: &Sink, payloads: Vec<Vec<u8>>) -> Vec<Result<u64, SpoolError>> {
-    let mut appends: Vec<Option<Append<'_>>> = payloads
-        .into_iter()
-        .map(|payload| Some(Box::pin(sink.accept(EVENT_KIND, payload)) as Append<'_>))
-        .collect();
-    let mut results: Vec<Option<Result<u64, SpoolError>>> = appends.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (append, result) in appends.iter_mut().zip(results.iter_mut()) {
-            if let Some(future) = append {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(done) => {
-                        *result = Some(done);
-                        *append = None;
-                    }
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    results
-        .into_iter()
-        .map(|result| result.unwrap_or(Err(SpoolError::Closed)))
-        .collect()
 }
 
 /// Warns at most once per [`WARN_INTERVAL`]; what comes in between goes to debug, and the

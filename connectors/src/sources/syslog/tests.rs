@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use siteward_config::{SyslogSource, WhenFull};
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::sources::ConnectorCounters;
 use crate::spool::Spool;
+use crate::test_util::poll_until;
 
 const LOGGER: &str = "/usr/bin/logger";
 const CONNECTOR: &str = "site-logs";
@@ -106,12 +107,11 @@ impl Harness {
     }
 }
 
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    assert!(
+        poll_until(PATIENCE, condition).await,
+        "timed out waiting for {what}"
+    );
 }
 
 /// Runs the real logger, sending to `server`, to its exit; it is killed by PID if the test
@@ -471,6 +471,8 @@ async fn a_full_spool_drops_udp_and_pauses_tcp_until_there_is_room() {
     assert_eq!(events[0]["message"], "held");
     assert!(stored_udp >= 1);
     assert!(events.iter().all(|e| e["message"] != refused_udp.as_str()));
+    // The dropped datagram and the held message, each once however often it was retried.
+    assert_eq!(h.refused(), 2);
     h.stop().await;
 }
 
