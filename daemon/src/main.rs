@@ -4,8 +4,10 @@
 
 mod accounts;
 mod admin;
+mod apply;
 mod cli;
 mod commands;
+mod config_store;
 mod control;
 mod forwarding;
 mod logging;
