@@ -57,6 +57,7 @@ pub enum AuthError {
 }
 
 /// The account store of one state directory.
+#[derive(Clone)]
 pub struct AccountStore {
     dir: PathBuf,
 }

@@ -16,6 +16,7 @@ mod sessions;
 mod state_files;
 mod supervisor;
 mod tokens;
+mod ui;
 
 use std::process::ExitCode;
 

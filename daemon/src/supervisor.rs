@@ -22,8 +22,13 @@ use crate::config_store::{unix_now, Actor, ConfigStore};
 use crate::control;
 use crate::forwarding::Forwarding;
 use crate::metrics::{self, DaemonStats, MetricsState};
+use crate::sessions::{LoginLimiter, Sessions};
 use crate::state_files::ensure_private_dir;
 use crate::tokens::TokenStore;
+
+/// Failed web UI logins a source may make in a window before it must wait.
+const LOGIN_FAILURES: u32 = 5;
+const LOGIN_WINDOW: Duration = Duration::from_secs(5 * 60);
 
 /// How long servers get to stop after shutdown is asked for.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -132,6 +137,11 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         tokens: TokenStore::in_state_dir(state_dir),
         appliance: config.appliance.name.clone(),
         started: Instant::now(),
+        applier: applier.clone(),
+        accounts: AccountStore::in_state_dir(state_dir),
+        sessions: Sessions::new(config.admin.session_idle, config.admin.session_lifetime),
+        login_limiter: LoginLimiter::new(LOGIN_FAILURES, LOGIN_WINDOW),
+        rates: Default::default(),
     });
     let control_task = control::serve(
         state_dir,

@@ -18,7 +18,10 @@ use siteward_connectors::Outcome;
 use siteward_netstack::{PeerStatus, RekeyError, RekeyTarget, TunnelStatus, Tunnels};
 use std::sync::atomic::Ordering;
 
+use crate::accounts::AccountStore;
+use crate::apply::Applier;
 use crate::forwarding::Forwarding;
+use crate::sessions::{LoginLimiter, Sessions};
 use crate::tokens::TokenStore;
 
 /// What the API handlers share.
@@ -29,6 +32,14 @@ pub struct AdminState {
     pub tokens: TokenStore,
     pub appliance: String,
     pub started: Instant,
+    /// Commits, rollbacks, the history and the audit log.
+    pub applier: Arc<Applier>,
+    /// Web UI accounts, sessions and the login rate limit.
+    pub accounts: AccountStore,
+    pub sessions: Sessions,
+    pub login_limiter: LoginLimiter,
+    /// The dashboard's previous counter readings, for rates.
+    pub rates: crate::ui::Rates,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -38,8 +49,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .merge(protected)
+        .with_state(state.clone())
+        .merge(crate::ui::router(state))
         .layer(middleware::from_fn(security_headers))
-        .with_state(state)
 }
 
 /// The same API without bearer tokens, for the control socket: only root can open it
@@ -92,10 +104,27 @@ async fn require_token(
     }
 }
 
+/// Scripts and styles from this origin only (no inline script, no eval), no framing, no
+/// caching of anything but the embedded assets.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+    frame-ancestors 'none'; base-uri 'none'";
+
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

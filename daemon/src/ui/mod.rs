@@ -1,0 +1,44 @@
+//! The web UI: pages rendered here with askama templates (`daemon/templates/`), htmx for
+//! the parts that refresh, every asset embedded in the binary. Served on the admin
+//! listener beside the REST API, which it shares its state and its operations with.
+//!
+//! - `auth.rs`: first-run setup with the one-time token, login (rate-limited per source,
+//!   optional TOTP), sessions in `__Host-` cookies, the CSRF check of every POST.
+//! - `dashboard.rs`: tunnels, checks, connectors and relays, the system; refreshed live.
+//! - `config_pages.rs`: forms for every section, the staged candidate, diff, commit with
+//!   confirmation, history and rollback, export and import, the audit log.
+//! - `assets.rs`: htmx, the style sheet and the little script the pages use.
+
+mod assets;
+mod auth;
+mod dashboard;
+mod render;
+mod system;
+
+use std::sync::Arc;
+
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::admin::AdminState;
+
+pub use auth::UiAuth;
+pub use dashboard::Rates;
+
+/// The UI's routes; the caller layers the security headers over them with the API's.
+pub fn router(state: Arc<AdminState>) -> Router {
+    let public = Router::new()
+        .route("/assets/{file}", get(assets::serve))
+        .route("/setup", get(auth::setup_page).post(auth::setup))
+        .route("/login", get(auth::login_page).post(auth::login));
+    let protected = Router::new()
+        .route("/", get(dashboard::page))
+        .route("/ui/dashboard", get(dashboard::live))
+        .route("/logout", post(auth::logout))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_session,
+        ));
+    public.merge(protected).with_state(state)
+}
