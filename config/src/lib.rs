@@ -12,6 +12,7 @@ mod error;
 mod ipsec;
 mod model;
 mod raw;
+pub mod schema;
 mod secret;
 mod tunnels;
 mod uplink;
