@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod connectors;
+pub mod edit;
 mod error;
 mod ipsec;
 mod model;
