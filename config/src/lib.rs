@@ -8,10 +8,12 @@
 #![forbid(unsafe_code)]
 
 mod connectors;
+pub mod edit;
 mod error;
 mod ipsec;
 mod model;
 mod raw;
+pub mod schema;
 mod secret;
 mod tunnels;
 mod uplink;
