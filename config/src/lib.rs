@@ -18,6 +18,7 @@ mod secret;
 mod tunnels;
 mod uplink;
 mod validate;
+pub mod view;
 mod wg_key;
 
 pub use error::{ConfigError, FieldError};
