@@ -176,6 +176,18 @@ const SECTIONS: &[Section] = &[
                 Text,
                 "PEM private key of cert_file.",
             ),
+            field(
+                "session_idle",
+                "Session idle limit",
+                Text,
+                "A web UI session ends after this long without a request. Default 4h.",
+            ),
+            field(
+                "session_lifetime",
+                "Session lifetime",
+                Text,
+                "A web UI session ends this long after login, active or not. Default 12h.",
+            ),
         ],
     },
     Section {

@@ -232,14 +232,27 @@ impl Applier {
     /// Restores the version before an unconfirmed commit once its deadline has passed.
     /// Returns whether it did.
     pub async fn expire_pending(&self) -> anyhow::Result<bool> {
+        self.restore_before_pending(None).await
+    }
+
+    /// "Roll back now": restores the version before an unconfirmed commit without
+    /// waiting for its deadline.
+    pub async fn roll_back_pending(&self, by: &Actor) -> anyhow::Result<bool> {
+        self.restore_before_pending(Some(by)).await
+    }
+
+    async fn restore_before_pending(&self, asked_by: Option<&Actor>) -> anyhow::Result<bool> {
         let _guard = self.lock.lock().await;
         let Some(pending) = self.store.pending()? else {
             return Ok(false);
         };
-        if unix_now_ms() < pending.deadline_ms {
-            return Ok(false);
-        }
-        let (version, text) = restore_pending(&self.store, &pending, "not confirmed in time")?;
+        let why = match asked_by {
+            None if unix_now_ms() < pending.deadline_ms => return Ok(false),
+            None => "not confirmed in time".to_string(),
+            Some(by) => format!("rolled back by {}", by.name),
+        };
+        let (version, text) = restore_pending(&self.store, &pending, &why)?;
+        self.pending_changed.notify_one();
         self.running_version.store(version, Ordering::Relaxed);
         match siteward_config::parse(&text, self.store.base_dir()) {
             Ok(config) => {

@@ -7,6 +7,7 @@ mod admin;
 mod apply;
 mod cli;
 mod commands;
+mod config_ops;
 mod config_store;
 mod control;
 mod forwarding;
