@@ -10,6 +10,7 @@
 mod connectors;
 pub mod edit;
 mod error;
+pub mod export;
 mod ipsec;
 mod model;
 mod raw;
