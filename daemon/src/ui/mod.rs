@@ -11,6 +11,8 @@
 
 mod assets;
 mod auth;
+mod commit_pages;
+mod config_pages;
 mod dashboard;
 mod render;
 mod system;
@@ -36,6 +38,41 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/", get(dashboard::page))
         .route("/ui/dashboard", get(dashboard::live))
         .route("/logout", post(auth::logout))
+        .route("/config", get(config_pages::overview))
+        .route("/config/review", get(commit_pages::review))
+        .route("/config/commit", post(commit_pages::commit))
+        .route("/config/discard", post(commit_pages::discard))
+        .route("/config/confirm", post(commit_pages::confirm))
+        .route("/config/rollback-now", post(commit_pages::rollback_now))
+        .route("/config/history", get(commit_pages::history))
+        .route("/config/history/{version}", get(commit_pages::version))
+        .route(
+            "/config/history/{version}/rollback",
+            post(commit_pages::rollback),
+        )
+        .route("/config/export", get(commit_pages::transfer_page).post(commit_pages::export_file))
+        .route("/config/import", get(commit_pages::transfer_page).post(commit_pages::import_file))
+        .route(
+            "/config/tunnels/{tunnel}/peers/{peer}",
+            get(config_pages::peer_page).post(config_pages::save_peer),
+        )
+        .route(
+            "/config/tunnels/{tunnel}/peers/{peer}/delete",
+            post(config_pages::delete_peer),
+        )
+        .route(
+            "/config/{section}",
+            get(config_pages::section_page).post(config_pages::save_section),
+        )
+        .route(
+            "/config/{section}/{index}",
+            get(config_pages::entry_page).post(config_pages::save_entry),
+        )
+        .route(
+            "/config/{section}/{index}/delete",
+            post(config_pages::delete_entry),
+        )
+        .route("/audit", get(commit_pages::audit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_session,
