@@ -63,6 +63,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         .last_reload_success
         .store(unix_now(), Ordering::Relaxed);
 
+    let diagnostics = Arc::new(
+        crate::diagnostics::Diagnostics::new(resolver.clone())
+            .context("setting up the diagnostics")?,
+    );
     let forwarding = Arc::new(Forwarding::open(
         &config.appliance.name,
         state_dir,
@@ -87,6 +91,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         tokens: TokenStore::in_state_dir(state_dir),
         appliance: config.appliance.name.clone(),
         started: Instant::now(),
+        diagnostics,
+        log_view: crate::logging::log_view(),
+        config: Arc::new(config.clone()),
     });
     let control_task = control::serve(
         state_dir,

@@ -29,6 +29,12 @@ pub struct AdminState {
     pub tokens: TokenStore,
     pub appliance: String,
     pub started: Instant,
+    /// The Tools' diagnostics (ping, TCP, DNS, one-shot checks) with their limits.
+    pub diagnostics: Arc<crate::diagnostics::Diagnostics>,
+    /// The live log view.
+    pub log_view: crate::log_view::LogView,
+    /// The configuration the Tools read; use [`AdminState::running_config`].
+    pub config: Arc<siteward_config::Config>,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -66,6 +72,7 @@ fn resources() -> Router<Arc<AdminState>> {
         .route("/api/v1/spool/dead-letters", get(spool_dead_letters))
         .route("/api/v1/spool/replay", post(spool_replay))
         .route("/api/v1/spool/purge", post(spool_purge))
+        .merge(super::tools::routes())
 }
 
 async fn require_token(
