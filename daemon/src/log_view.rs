@@ -139,6 +139,10 @@ impl LogView {
         limit: usize,
         wait: Duration,
     ) -> (Vec<LogLine>, u64) {
+        if limit == 0 {
+            // No line could ever be returned: nothing to wait for.
+            return (Vec::new(), after);
+        }
         let deadline = tokio::time::Instant::now() + wait;
         // Subscribed before looking, so a line logged in between is not missed.
         let mut newest = self.inner.newest.subscribe();
