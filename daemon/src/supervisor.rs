@@ -95,6 +95,10 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         .last_reload_success
         .store(unix_now(), Ordering::Relaxed);
 
+    let diagnostics = Arc::new(
+        crate::diagnostics::Diagnostics::new(resolver.clone())
+            .context("setting up the diagnostics")?,
+    );
     let forwarding = Arc::new(Forwarding::open(
         &config.appliance.name,
         state_dir,
@@ -142,6 +146,8 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         sessions: Sessions::new(config.admin.session_idle, config.admin.session_lifetime),
         login_limiter: LoginLimiter::new(LOGIN_FAILURES, LOGIN_WINDOW),
         rates: Default::default(),
+        diagnostics,
+        log_view: crate::logging::log_view(),
     });
     let control_task = control::serve(
         state_dir,

@@ -40,6 +40,10 @@ pub struct AdminState {
     pub login_limiter: LoginLimiter,
     /// The dashboard's previous counter readings, for rates.
     pub rates: crate::ui::Rates,
+    /// The Tools' diagnostics (ping, TCP, DNS, one-shot checks) with their limits.
+    pub diagnostics: Arc<crate::diagnostics::Diagnostics>,
+    /// The live log view.
+    pub log_view: crate::log_view::LogView,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -78,6 +82,7 @@ fn resources() -> Router<Arc<AdminState>> {
         .route("/api/v1/spool/dead-letters", get(spool_dead_letters))
         .route("/api/v1/spool/replay", post(spool_replay))
         .route("/api/v1/spool/purge", post(spool_purge))
+        .merge(super::tools::routes())
 }
 
 async fn require_token(

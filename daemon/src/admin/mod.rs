@@ -2,6 +2,7 @@
 
 mod api;
 pub mod tls;
+pub mod tools;
 
 pub use api::{local_router, router, spool_view, status_view, AdminState};
 
