@@ -539,11 +539,13 @@ fn shown_value(field: &Field, item: Option<&Item>) -> ShownValue {
     }
 }
 
-/// A value as typed into a form: a string without quotes, anything else as TOML writes it.
+/// A value as typed into a form: a string without quotes, a number in plain digits
+/// (`1_000` and `0x10` would not parse back), anything else as TOML writes it.
 fn form_text(value: &Value) -> String {
-    match value.as_str() {
-        Some(text) => text.to_string(),
-        None => bare(value).to_string(),
+    match value {
+        Value::String(text) => text.value().clone(),
+        Value::Integer(n) => n.value().to_string(),
+        other => bare(other).to_string(),
     }
 }
 
@@ -893,6 +895,24 @@ mod tests {
         for comment in before.iter().filter(|l| l.trim_start().starts_with('#')) {
             assert!(after.contains(comment), "lost {comment}");
         }
+    }
+
+    #[test]
+    fn numbers_show_as_they_parse_back() {
+        let doc = doc("[spool]\nmax_bytes = 1_073_741_824\n");
+        let shown = entry_values(&doc, &EntryRef::Single("spool")).unwrap();
+        assert_eq!(
+            shown,
+            [("max_bytes", ShownValue::Text("1073741824".into()))]
+        );
+        let doc = self::doc("[[checks]]\nkind = \"http\"\nexpect_status = [0xC8, 302]\n");
+        let at = EntryRef::Item {
+            section: "checks",
+            index: 0,
+        };
+        let shown = entry_values(&doc, &at).unwrap();
+        let status = shown.iter().find(|(key, _)| *key == "expect_status");
+        assert_eq!(status.unwrap().1, ShownValue::Text("200\n302".into()));
     }
 
     #[test]

@@ -738,6 +738,33 @@ hmac_secret = "hmac-6"
     }
 
     #[test]
+    fn secrets_in_inline_tables_and_arrays_are_handled_too() {
+        let text = "weird = [1, { psk = \"inline-psk-1\" }, [{ token = \"nested-token-2\" }]]\n\
+                    [x]\ny = { secret = \"inline-secret-3\" }\n";
+        let omitted = export(text, SecretHandling::Omit).unwrap();
+        let kdf = cheap();
+        let handling = SecretHandling::Encrypt {
+            passphrase: PASSPHRASE,
+        };
+        let encrypted = export_with(text, handling, &kdf).unwrap();
+        for secret in ["inline-psk-1", "nested-token-2", "inline-secret-3"] {
+            assert!(
+                !omitted.contains(secret) && !encrypted.contains(secret),
+                "{secret}"
+            );
+        }
+        assert_eq!(omitted.matches(OMITTED).count(), 3);
+        let imported = import_with(&encrypted, Some(PASSPHRASE), "", &kdf).unwrap();
+        assert_eq!(imported.text, text);
+        let imported = import(&omitted, None, text).unwrap();
+        assert_eq!(imported.secrets_kept_from_current, ["x.y.secret"]);
+        assert_eq!(
+            imported.secrets_missing,
+            ["weird[1].psk", "weird[2][0].token"]
+        );
+    }
+
+    #[test]
     fn syntax_errors_do_not_quote_the_file() {
         let e = export("token = \"hunter2-secret", SecretHandling::Omit).unwrap_err();
         assert!(matches!(e, ExportError::Syntax(_)));

@@ -1,7 +1,7 @@
 //! Every key the file accepts, described for building forms: section by section, with the
 //! kinds a key belongs to, its type, and a short help text from the README's reference.
 //!
-//! Tests pin the schema to [`raw`](crate::raw): the keys of each section are read from its
+//! Tests pin the schema to `raw.rs`: the keys of each section are read from its
 //! raw struct's `Deserialize` impl, and the kind-specific ones from `keys_of_kind` and its
 //! siblings, so the schema cannot drift from what the file accepts.
 
@@ -92,12 +92,21 @@ pub fn section(key: &str) -> Option<&'static Section> {
     SECTIONS.iter().find(|section| section.key == key)
 }
 
-/// The keys whose values are secrets, in any section.
+/// The keys of [`FieldType::Secret`] fields (a test keeps the two in step).
+const SECRET_KEYS: &[&str] = &[
+    "token",
+    "route_password",
+    "secret",
+    "private_key",
+    "psk",
+    "preshared_key",
+    "hmac_secret",
+];
+
+/// Whether values of `key` are secrets, in whatever table it appears: masked in views and
+/// exports even where the file has it by mistake.
 pub(crate) fn is_secret_key(key: &str) -> bool {
-    SECTIONS
-        .iter()
-        .flat_map(|section| section.fields)
-        .any(|field| field.key == key && field.ty == FieldType::Secret)
+    SECRET_KEYS.contains(&key)
 }
 
 const fn field(key: &'static str, label: &'static str, ty: FieldType, help: &'static str) -> Field {
@@ -1312,6 +1321,11 @@ mod tests {
                 }
             }
         }
+        let mut listed = SECRET_KEYS.to_vec();
+        listed.sort();
+        let mut expected = secrets.to_vec();
+        expected.sort();
+        assert_eq!(listed, expected);
         for key in secrets {
             assert!(is_secret_key(key));
         }

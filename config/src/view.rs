@@ -253,14 +253,18 @@ fn render(value: &Value) -> String {
                 .collect();
             format!("{{ {} }}", items.join(", "))
         }
+        // `1_000` and `0x3E8` are the same number.
+        Value::Integer(n) => n.value().to_string(),
         other => bare(other).to_string(),
     }
 }
 
-/// How a value is written, for comparing two of them (decor left out).
+/// A secret's value, for comparing two of them: as it reads, not as it is written (`'x'`
+/// and `"x"` are the same secret).
 fn written(item: &Item) -> String {
     match item {
-        Item::Value(value) => bare(value).to_string(),
+        Item::Value(Value::String(s)) => s.value().clone(),
+        Item::Value(value) => render(value),
         other => other.to_string(),
     }
 }
@@ -422,6 +426,15 @@ weird = [1, { psk = "inline-psk", x = "y" }]
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].text, "uplink.token = (secret)");
         assert_eq!(gone[0].change, Change::Removed);
+    }
+
+    #[test]
+    fn how_a_value_is_written_is_not_a_change() {
+        let old = "[spool]\nmax_bytes = 1_000_000\n[uplink]\ntoken = 'a-token'\n";
+        let new = "[spool]\nmax_bytes = 1000000\n[uplink]\ntoken = \"a-token\"\n";
+        let lines = diff(old, new).unwrap();
+        assert!(lines.iter().all(|l| l.change == Change::Same), "{lines:#?}");
+        assert_eq!(lines[0].text, "spool.max_bytes = 1000000");
     }
 
     #[test]
