@@ -266,7 +266,9 @@ pub async fn rollback_to(
     confirm_within: Option<std::time::Duration>,
 ) -> Result<crate::apply::Committed, CommitError> {
     let Some(_) = applier.store().version(version)? else {
-        return Err(CommitError::Refused(format!("there is no version {version}")));
+        return Err(CommitError::Refused(format!(
+            "there is no version {version}"
+        )));
     };
     let text = applier.store().version_text(version)?;
     applier
@@ -349,6 +351,9 @@ mod tests {
             relative_path("tunnels[0].peers[2].endpoint", "tunnels[0].peers[2]"),
             "endpoint"
         );
-        assert_eq!(relative_path("relays[0].name", "checks[3]"), "relays[0].name");
+        assert_eq!(
+            relative_path("relays[0].name", "checks[3]"),
+            "relays[0].name"
+        );
     }
 }

@@ -111,7 +111,10 @@ pub struct ConfigStore {
 impl ConfigStore {
     pub fn new(config_path: &Path, state_dir: &Path) -> ConfigStore {
         ConfigStore {
-            config_path: config_path.to_path_buf(),
+            // Absolute, so that its directory (for the temporary file of an atomic write,
+            // and relative paths inside it) is never "".
+            config_path: std::path::absolute(config_path)
+                .unwrap_or_else(|_| config_path.to_path_buf()),
             dir: state_dir.join("config"),
         }
     }
@@ -406,7 +409,10 @@ fn write_keeping_mode(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mode = fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o600);
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy())

@@ -67,7 +67,9 @@ fn notice(code: Option<&str>) -> Option<String> {
     Some(
         match code? {
             "committed" => "Committed and applied.",
-            "committed-confirm" => "Committed and applied on trial: confirm it before the time runs out.",
+            "committed-confirm" => {
+                "Committed and applied on trial: confirm it before the time runs out."
+            }
             "confirmed" => "Confirmed: the configuration stays.",
             "rolled-back" => "Rolled back: the previous configuration is running again.",
             "discarded" => "Staged changes dropped.",
@@ -84,7 +86,8 @@ pub async fn review(
     Extension(auth): Extension<UiAuth>,
     Query(query): Query<NoticeQuery>,
 ) -> Response {
-    let ctx = PageCtx::new(&state, &auth.session, "config").with_notice(notice(query.done.as_deref()));
+    let ctx =
+        PageCtx::new(&state, &auth.session, "config").with_notice(notice(query.done.as_deref()));
     let review = match config_ops::review(&state.applier) {
         Ok(review) => review,
         Err(e) => return internal(ctx, &e),
@@ -122,17 +125,27 @@ fn commit_form(body: &[u8]) -> Result<CommitForm, String> {
     };
     let confirm = get("confirm").is_some_and(|v| v == "on" || v == "true");
     let confirm_within = if confirm {
-        let minutes: u64 = get("minutes")
+        // Fractions are allowed ("0.5" is 30 seconds); the Applier bounds the window.
+        let minutes: f64 = get("minutes")
             .unwrap_or_default()
+            .replace(',', ".")
             .parse()
-            .map_err(|_| "the confirm time must be a whole number of minutes".to_string())?;
-        Some(Duration::from_secs(minutes * 60))
+            .ok()
+            .filter(|m: &f64| m.is_finite() && *m > 0.0 && *m <= 24.0 * 60.0)
+            .ok_or_else(|| {
+                "the confirm time must be a number of minutes, up to 1440".to_string()
+            })?;
+        Some(Duration::from_secs_f64(minutes * 60.0))
     } else {
         None
     };
     Ok(CommitForm {
         revision: get("revision").and_then(|r| r.parse().ok()).unwrap_or(0),
-        comment: get("comment").unwrap_or_default().chars().take(500).collect(),
+        comment: get("comment")
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .collect(),
         confirm_within,
     })
 }
@@ -259,7 +272,8 @@ pub async fn history(
     Extension(auth): Extension<UiAuth>,
     Query(query): Query<NoticeQuery>,
 ) -> Response {
-    let ctx = PageCtx::new(&state, &auth.session, "history").with_notice(notice(query.done.as_deref()));
+    let ctx =
+        PageCtx::new(&state, &auth.session, "history").with_notice(notice(query.done.as_deref()));
     match state.applier.store().versions() {
         Ok(versions) => page(&HistoryPage {
             page: ctx,
@@ -294,7 +308,12 @@ pub async fn version(
         Err(e) => return internal(ctx, &e),
     };
     let Some(found) = versions.iter().find(|v| v.version == number) else {
-        return error_page(ctx, StatusCode::NOT_FOUND, "No such version", "The history does not hold it (any more).");
+        return error_page(
+            ctx,
+            StatusCode::NOT_FOUND,
+            "No such version",
+            "The history does not hold it (any more).",
+        );
     };
     let previous = versions
         .iter()
@@ -332,7 +351,9 @@ pub async fn rollback(
     let ctx = PageCtx::new(&state, &auth.session, "history");
     let form = match commit_form(&body) {
         Ok(form) => form,
-        Err(message) => return error_page(ctx, StatusCode::BAD_REQUEST, "Not rolled back", &message),
+        Err(message) => {
+            return error_page(ctx, StatusCode::BAD_REQUEST, "Not rolled back", &message)
+        }
     };
     let result =
         config_ops::rollback_to(&state.applier, &auth.actor, number, form.confirm_within).await;
@@ -469,19 +490,19 @@ pub async fn import_file(
         Err(e) => return internal(ctx, &e),
     };
     let passphrase = (!passphrase.is_empty()).then_some(passphrase.as_str());
-    let imported =
-        match tokio::task::block_in_place(|| export::import(&text, passphrase, &current)) {
-            Ok(imported) => imported,
-            Err(e) => {
-                return transfer(
-                    ctx,
-                    &state,
-                    Some(e.to_string()),
-                    Vec::new(),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-        };
+    let imported = match tokio::task::block_in_place(|| export::import(&text, passphrase, &current))
+    {
+        Ok(imported) => imported,
+        Err(e) => {
+            return transfer(
+                ctx,
+                &state,
+                Some(e.to_string()),
+                Vec::new(),
+                StatusCode::BAD_REQUEST,
+            )
+        }
+    };
     let what = format!(
         "imported file staged ({} secret(s) kept from the current configuration)",
         imported.secrets_kept_from_current.len()

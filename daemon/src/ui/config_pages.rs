@@ -198,7 +198,14 @@ pub async fn save_section(
     let Some(section) = schema::section(&section).filter(|s| !s.repeated) else {
         return not_found(ctx);
     };
-    save(&state, &auth, ctx, Target::Existing(EntryRef::Single(section.key)), &body).await
+    save(
+        &state,
+        &auth,
+        ctx,
+        Target::Existing(EntryRef::Single(section.key)),
+        &body,
+    )
+    .await
 }
 
 pub async fn save_entry(
@@ -387,7 +394,9 @@ fn render_form(
     } else {
         match edit::entry_values(&doc, &at) {
             Ok(values) => values,
-            Err(e) => return error_page(ctx, StatusCode::NOT_FOUND, "No such entry", &e.to_string()),
+            Err(e) => {
+                return error_page(ctx, StatusCode::NOT_FOUND, "No such entry", &e.to_string())
+            }
         }
     };
     let current_kind = current.iter().find_map(|(key, value)| match (key, value) {
@@ -404,7 +413,11 @@ fn render_form(
     let (by_key, entry_errors) = split_errors(&errors, &prefix, is_new, section);
     let current: HashMap<&str, ShownValue> = current.into_iter().collect();
     let fields = section
-        .fields_for(if section.kinds.is_empty() { None } else { Some(kind.as_str()) })
+        .fields_for(if section.kinds.is_empty() {
+            None
+        } else {
+            Some(kind.as_str())
+        })
         .filter(|f| f.key != "kind")
         .map(|field| {
             let shown = current.get(field.key);
@@ -412,7 +425,9 @@ fn render_form(
             let (value, secret_set) = match (field.ty, shown) {
                 (FieldType::Secret, Some(ShownValue::SecretSet(set))) => (String::new(), *set),
                 (FieldType::Secret, _) => (String::new(), false),
-                (_, _) if typed_value.is_some() => (typed_value.cloned().unwrap_or_default(), false),
+                (_, _) if typed_value.is_some() => {
+                    (typed_value.cloned().unwrap_or_default(), false)
+                }
                 (_, Some(ShownValue::Text(text))) => (text.clone(), false),
                 (_, Some(ShownValue::Bool(Some(b)))) => (b.to_string(), false),
                 _ => (String::new(), false),
@@ -469,7 +484,10 @@ fn render_form(
             Vec::new(),
             String::new(),
         ),
-        EntryRef::Item { section: key, index } if index == usize::MAX => (
+        EntryRef::Item {
+            section: key,
+            index,
+        } if index == usize::MAX => (
             format!("New entry in {}", section.title),
             format!("/config/{key}/new"),
             format!("/config/{key}/new"),
@@ -477,7 +495,10 @@ fn render_form(
             Vec::new(),
             String::new(),
         ),
-        EntryRef::Item { section: key, index } => {
+        EntryRef::Item {
+            section: key,
+            index,
+        } => {
             let name = current_name(&current).unwrap_or_else(|| format!("#{index}"));
             let peers = if key == "tunnels" && kind == "wireguard" {
                 peer_summaries(&doc, index)
@@ -549,16 +570,15 @@ fn split_errors(
         } else if error.path == prefix {
             Some("")
         } else {
-            error.path.strip_prefix(prefix).and_then(|r| r.strip_prefix('.'))
+            error
+                .path
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_prefix('.'))
         };
         match rest {
             Some("") | None => entry.push(error.to_string()),
             Some(rest) => {
-                let key = rest
-                    .split(['.', '['])
-                    .next()
-                    .unwrap_or(rest)
-                    .to_string();
+                let key = rest.split(['.', '[']).next().unwrap_or(rest).to_string();
                 by_key
                     .entry(key)
                     .and_modify(|m| {
@@ -682,11 +702,20 @@ fn summary(
         index,
         name: text("name").unwrap_or_else(|| format!("#{index}")),
         kind: text("kind").unwrap_or_default(),
-        main: ["target", "url", "listen", "interface", "endpoint", "directory", "udp", "tcp"]
-            .iter()
-            .find_map(|key| text(key))
-            .unwrap_or_default()
-            .replace('\n', ", "),
+        main: [
+            "target",
+            "url",
+            "listen",
+            "interface",
+            "endpoint",
+            "directory",
+            "udp",
+            "tcp",
+        ]
+        .iter()
+        .find_map(|key| text(key))
+        .unwrap_or_default()
+        .replace('\n', ", "),
         peers,
     }
 }

@@ -16,6 +16,7 @@ mod config_pages;
 mod dashboard;
 mod render;
 mod system;
+mod tools_pages;
 
 use std::sync::Arc;
 
@@ -50,8 +51,14 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/config/history/{version}/rollback",
             post(commit_pages::rollback),
         )
-        .route("/config/export", get(commit_pages::transfer_page).post(commit_pages::export_file))
-        .route("/config/import", get(commit_pages::transfer_page).post(commit_pages::import_file))
+        .route(
+            "/config/export",
+            get(commit_pages::transfer_page).post(commit_pages::export_file),
+        )
+        .route(
+            "/config/import",
+            get(commit_pages::transfer_page).post(commit_pages::import_file),
+        )
         .route(
             "/config/tunnels/{tunnel}/peers/{peer}",
             get(config_pages::peer_page).post(config_pages::save_peer),
@@ -73,6 +80,14 @@ pub fn router(state: Arc<AdminState>) -> Router {
             post(config_pages::delete_entry),
         )
         .route("/audit", get(commit_pages::audit))
+        .route("/tools", get(tools_pages::tools))
+        .route("/tools/ping", post(tools_pages::ping))
+        .route("/tools/tcp", post(tools_pages::tcp))
+        .route("/tools/dns", post(tools_pages::dns))
+        .route("/tools/check", post(tools_pages::check))
+        .route("/tools/wireguard/keypair", post(tools_pages::keypair))
+        .route("/logs", get(tools_pages::logs))
+        .route("/ui/logs", get(tools_pages::log_lines))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_session,
