@@ -26,7 +26,7 @@ const SETUP_TOKEN_FILE: &str = "setup-token";
 pub const MIN_PASSWORD_CHARS: usize = 12;
 const MAX_PASSWORD_BYTES: usize = 1024;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
     pub name: String,
@@ -35,6 +35,21 @@ pub struct Account {
     /// Unix seconds.
     pub created_at: u64,
     pub password_changed_at: u64,
+    /// The TOTP secret (base32) when two-factor login is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the hash nor the TOTP secret: Debug output ends up in logs.
+        f.debug_struct("Account")
+            .field("name", &self.name)
+            .field("created_at", &self.created_at)
+            .field("password_changed_at", &self.password_changed_at)
+            .field("two_factor", &self.totp_secret.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -46,7 +61,7 @@ struct AccountsFile {
 /// Why a setup or login was refused; deliberately vague toward the client.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
-    #[error("wrong user name or password")]
+    #[error("wrong user name or password (or two-factor code)")]
     WrongCredentials,
     #[error("the setup token is wrong or already used")]
     BadSetupToken,
@@ -125,6 +140,7 @@ impl AccountStore {
                 password_hash: hash,
                 created_at: now,
                 password_changed_at: now,
+                totp_secret: None,
             }),
         }
         self.write(&file)?;
@@ -132,9 +148,69 @@ impl AccountStore {
         remove_if_present(&self.setup_token_path())
     }
 
-    /// Checks a login. An unknown user costs the same hashing time as a known one, so the
-    /// answer's timing does not tell which names exist.
-    pub fn verify(&self, name: &str, password: &str) -> Result<(), AuthError> {
+    /// Checks a login: the password, and the TOTP code when the account has two-factor
+    /// login on. An unknown user costs the same hashing time as a known one, so the
+    /// answer's timing does not tell which names exist; a wrong code gets the same answer
+    /// as a wrong password.
+    pub fn verify(&self, name: &str, password: &str, code: Option<&str>) -> Result<(), AuthError> {
+        self.verify_password(name, password)?;
+        let account = self
+            .account(name)
+            .map_err(|_| AuthError::WrongCredentials)?;
+        match account.and_then(|a| a.totp_secret) {
+            None => Ok(()),
+            Some(secret) => {
+                let secret =
+                    crate::totp::base32_decode(&secret).ok_or(AuthError::WrongCredentials)?;
+                match code {
+                    Some(code) if crate::totp::verify(&secret, code, unix_now()) => Ok(()),
+                    _ => Err(AuthError::WrongCredentials),
+                }
+            }
+        }
+    }
+
+    /// Turns two-factor login on for `name` with `secret` (base32).
+    pub fn enable_totp(&self, name: &str, secret: &str) -> anyhow::Result<()> {
+        self.update(name, |account| {
+            account.totp_secret = Some(secret.to_string())
+        })
+    }
+
+    /// Turns two-factor login off for `name`.
+    pub fn disable_totp(&self, name: &str) -> anyhow::Result<()> {
+        self.update(name, |account| account.totp_secret = None)
+    }
+
+    /// Removes an account; the last one stays (nobody could log in any more).
+    pub fn remove(&self, name: &str) -> anyhow::Result<()> {
+        let mut file = self.read()?;
+        if !file.accounts.iter().any(|a| a.name == name) {
+            anyhow::bail!("no account named \"{name}\"");
+        }
+        if file.accounts.len() == 1 {
+            anyhow::bail!("\"{name}\" is the last account: it stays");
+        }
+        file.accounts.retain(|a| a.name != name);
+        self.write(&file)
+    }
+
+    pub fn account(&self, name: &str) -> anyhow::Result<Option<Account>> {
+        Ok(self.read()?.accounts.into_iter().find(|a| a.name == name))
+    }
+
+    fn update(&self, name: &str, change: impl FnOnce(&mut Account)) -> anyhow::Result<()> {
+        let mut file = self.read()?;
+        let account = file
+            .accounts
+            .iter_mut()
+            .find(|a| a.name == name)
+            .ok_or_else(|| anyhow::anyhow!("no account named \"{name}\""))?;
+        change(account);
+        self.write(&file)
+    }
+
+    fn verify_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
         let file = self.read().map_err(|e| {
             tracing::error!("{e:#}; refusing logins");
             AuthError::WrongCredentials
@@ -282,13 +358,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = AccountStore::in_state_dir(dir.path());
         store.set_password("admin", PASSWORD).unwrap();
-        assert_eq!(store.verify("admin", PASSWORD), Ok(()));
+        assert_eq!(store.verify("admin", PASSWORD, None), Ok(()));
         assert_eq!(
-            store.verify("admin", "correct horse battery!"),
+            store.verify("admin", "correct horse battery!", None),
             Err(AuthError::WrongCredentials)
         );
         assert_eq!(
-            store.verify("nobody", PASSWORD),
+            store.verify("nobody", PASSWORD, None),
             Err(AuthError::WrongCredentials)
         );
         let text = std::fs::read_to_string(dir.path().join(ACCOUNTS_FILE)).unwrap();
@@ -299,10 +375,13 @@ mod tests {
             .set_password("admin", "another long passphrase")
             .unwrap();
         assert_eq!(
-            store.verify("admin", PASSWORD),
+            store.verify("admin", PASSWORD, None),
             Err(AuthError::WrongCredentials)
         );
-        assert_eq!(store.verify("admin", "another long passphrase"), Ok(()));
+        assert_eq!(
+            store.verify("admin", "another long passphrase", None),
+            Ok(())
+        );
     }
 
     #[test]
@@ -318,5 +397,44 @@ mod tests {
             assert!(store.set_password(name, password).is_err(), "{name:?}");
         }
         assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn two_factor_login_needs_the_current_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccountStore::in_state_dir(dir.path());
+        store.set_password("admin", PASSWORD).unwrap();
+        let secret = crate::totp::new_secret();
+        store
+            .enable_totp("admin", &crate::totp::base32_encode(&secret))
+            .unwrap();
+        let code = crate::totp::code_at(&secret, unix_now());
+        assert_eq!(store.verify("admin", PASSWORD, Some(&code)), Ok(()));
+        assert_eq!(
+            store.verify("admin", PASSWORD, None),
+            Err(AuthError::WrongCredentials)
+        );
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        assert_eq!(
+            store.verify("admin", PASSWORD, Some(wrong)),
+            Err(AuthError::WrongCredentials)
+        );
+        // The secret is in the file, never in Debug output.
+        let account = store.account("admin").unwrap().unwrap();
+        assert!(!format!("{account:?}").contains(account.totp_secret.as_deref().unwrap()));
+        store.disable_totp("admin").unwrap();
+        assert_eq!(store.verify("admin", PASSWORD, None), Ok(()));
+    }
+
+    #[test]
+    fn the_last_account_cannot_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccountStore::in_state_dir(dir.path());
+        store.set_password("admin", PASSWORD).unwrap();
+        store.set_password("second", PASSWORD).unwrap();
+        store.remove("second").unwrap();
+        assert!(store.remove("admin").is_err());
+        assert!(store.remove("nobody").is_err());
+        assert_eq!(store.list().unwrap().len(), 1);
     }
 }

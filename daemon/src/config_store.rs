@@ -187,7 +187,7 @@ impl ConfigStore {
                 .with_context(|| format!("parsing {}", path.display()))?;
             versions.push(version);
         }
-        versions.sort_by(|a, b| b.version.cmp(&a.version));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.version));
         Ok(versions)
     }
 

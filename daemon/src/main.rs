@@ -19,6 +19,7 @@ mod sessions;
 mod state_files;
 mod supervisor;
 mod tokens;
+mod totp;
 mod ui;
 
 use std::process::ExitCode;

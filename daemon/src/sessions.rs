@@ -18,9 +18,6 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
-/// The defaults of OPNsense-like appliances: 4 h idle, 12 h at most.
-pub const IDLE: Duration = Duration::from_secs(4 * 3600);
-pub const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
 /// At most this many sessions live at once; the oldest goes first beyond it.
 const MAX_SESSIONS: usize = 1024;
 
@@ -169,6 +166,10 @@ fn random_token() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The defaults of `[admin] session_idle` and `session_lifetime`.
+    const IDLE: Duration = Duration::from_secs(4 * 3600);
+    const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
 
     fn source() -> IpAddr {
         "192.0.2.10".parse().unwrap()

@@ -1,5 +1,6 @@
-//! `siteward passwd USER`: sets a web UI password from the shell, the way back in when it
-//! is forgotten (root on the box only: the accounts live in the private state directory).
+//! `siteward passwd USER`: sets a web UI password from the shell (and turns two-factor
+//! login off), the way back in when it is forgotten (root on the box only: the accounts
+//! live in the private state directory).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -25,7 +26,19 @@ pub fn run(args: PasswdArgs) -> anyhow::Result<ExitCode> {
         read_line()?
     };
     store.set_password(&args.user, &password)?;
-    eprintln!("Password of \"{}\" set.", args.user);
+    // This is the way back in for someone locked out, which includes a lost phone.
+    let had_two_factor = store
+        .account(&args.user)?
+        .is_some_and(|a| a.totp_secret.is_some());
+    if had_two_factor {
+        store.disable_totp(&args.user)?;
+        eprintln!(
+            "Password of \"{}\" set; two-factor login turned off (turn it on again on the Account page).",
+            args.user
+        );
+    } else {
+        eprintln!("Password of \"{}\" set.", args.user);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -163,6 +163,9 @@ pub async fn login_page(
 pub struct LoginForm {
     user: String,
     password: String,
+    /// The TOTP code, for accounts with two-factor login.
+    #[serde(default)]
+    code: String,
     #[serde(default)]
     next: String,
 }
@@ -200,10 +203,13 @@ pub async fn login(
     };
     // Hashing takes tens of milliseconds: off the async threads.
     let accounts = state.accounts.clone();
-    let (user, password) = (form.user.clone(), form.password.clone());
-    let verified = tokio::task::spawn_blocking(move || accounts.verify(&user, &password))
-        .await
-        .unwrap_or(Err(AuthError::WrongCredentials));
+    let (user, password, code) = (form.user.clone(), form.password.clone(), form.code.clone());
+    let verified = tokio::task::spawn_blocking(move || {
+        let code = (!code.trim().is_empty()).then_some(code.as_str());
+        accounts.verify(&user, &password, code)
+    })
+    .await
+    .unwrap_or(Err(AuthError::WrongCredentials));
     if let Err(e) = verified {
         state.login_limiter.failed(source, now);
         state
@@ -325,7 +331,7 @@ pub async fn logout(
     response
 }
 
-fn start_session(state: &AdminState, user: &str, source: IpAddr, next: &str) -> Response {
+pub fn start_session(state: &AdminState, user: &str, source: IpAddr, next: &str) -> Response {
     let (id, _) = state.sessions.create(user, source, Instant::now());
     let mut response = see_other(next);
     // No Max-Age: the browser forgets it when closed; the server enforces idle and

@@ -242,7 +242,6 @@ struct HistoryPage {
     page: PageCtx,
     running: u64,
     versions: Vec<VersionRow>,
-    default_minutes: u64,
 }
 
 struct VersionRow {
@@ -279,7 +278,6 @@ pub async fn history(
             page: ctx,
             running: state.applier.running_version(),
             versions: versions.iter().map(VersionRow::from).collect(),
-            default_minutes: DEFAULT_CONFIRM_WINDOW.as_secs() / 60,
         }),
         Err(e) => internal(ctx, &e),
     }

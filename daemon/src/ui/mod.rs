@@ -9,6 +9,7 @@
 //!   confirmation, history and rollback, export and import, the audit log.
 //! - `assets.rs`: htmx, the style sheet and the little script the pages use.
 
+mod account_pages;
 mod assets;
 mod auth;
 mod commit_pages;
@@ -26,7 +27,7 @@ use axum::Router;
 
 use crate::admin::AdminState;
 
-pub use auth::UiAuth;
+pub use auth::urlencode;
 pub use dashboard::Rates;
 
 /// The UI's routes; the caller layers the security headers over them with the API's.
@@ -87,6 +88,15 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/tools/check", post(tools_pages::check))
         .route("/tools/wireguard/keypair", post(tools_pages::keypair))
         .route("/logs", get(tools_pages::logs))
+        .route("/account", get(account_pages::account))
+        .route("/account/password", post(account_pages::change_password))
+        .route("/account/totp/enable", post(account_pages::enable_totp))
+        .route("/account/totp/disable", post(account_pages::disable_totp))
+        .route("/account/users", post(account_pages::add_user))
+        .route(
+            "/account/users/{name}/delete",
+            post(account_pages::remove_user),
+        )
         .route("/ui/logs", get(tools_pages::log_lines))
         .layer(middleware::from_fn_with_state(
             state.clone(),
