@@ -34,6 +34,7 @@ pub mod platform;
 pub mod process;
 pub mod simulator;
 pub mod strongswan;
+pub mod webui;
 pub mod wireguard;
 
 pub use daemon::{json_line, last_detail, Daemon, DaemonOptions};
