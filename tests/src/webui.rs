@@ -151,3 +151,55 @@ fn encode(text: &str) -> String {
     }
     out
 }
+
+/// A loopback port in the test's namespace that forwards each connection to `target`
+/// inside network namespace `netns`: how Chromium, which runs here, reaches a daemon
+/// whose tunnels must live in a namespace of the test's own. Stops accepting on drop.
+pub struct ForwardIntoNetns {
+    pub addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ForwardIntoNetns {
+    pub fn start(netns: &str, target: std::net::SocketAddr) -> ForwardIntoNetns {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the forward");
+        let addr = listener.local_addr().expect("the forward's address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let netns = netns.to_string();
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopping.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) =
+                    crate::netns::connect(Some(&netns), target, std::time::Duration::from_secs(5))
+                else {
+                    continue;
+                };
+                let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                };
+                if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
+                    pipe(client, server);
+                    pipe(s2, c2);
+                }
+            }
+        });
+        ForwardIntoNetns { addr, stop }
+    }
+}
+
+impl Drop for ForwardIntoNetns {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}

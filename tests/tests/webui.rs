@@ -529,3 +529,59 @@ fn an_encrypted_export_imports_back_and_a_wrong_passphrase_changes_nothing() {
     let csrf = csrf_of(&ui.get("/config/review").text());
     assert!(csrf.is_some());
 }
+
+#[test]
+fn a_commit_the_daemon_cannot_start_with_is_rolled_back_at_once() {
+    let mut daemon = Daemon::start(CHECK);
+    // [metrics] changes take effect at the next start; this port will be taken then.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    {
+        let ui = UiClient::setup(&daemon);
+        let staged = ui.post(
+            "/config/metrics",
+            &[("revision", "0"), ("listen", taken_addr.as_str())],
+        );
+        assert_eq!(staged.status, 303, "{}", staged.text());
+        let committed = ui.post(
+            "/config/commit",
+            &[("revision", "1"), ("confirm", "on"), ("minutes", "10")],
+        );
+        assert_eq!(committed.status, 303, "{}", committed.text());
+    }
+    assert!(std::fs::read_to_string(daemon.config_path())
+        .unwrap()
+        .contains(&taken_addr));
+    // A restart in the window cannot bind the metrics port: the daemon restores the
+    // version before the commit at once and exits, so the next start comes up.
+    daemon.process().signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(daemon.process().wait_timeout(STATE_TIMEOUT).is_some());
+    let mut failed = siteward_tests::ChildProcess::spawn(
+        "siteward",
+        siteward_tests::siteward_bin(),
+        [
+            "run".as_ref(),
+            "--config".as_ref(),
+            daemon.config_path().as_os_str(),
+        ],
+    );
+    let status = failed
+        .wait_timeout(STATE_TIMEOUT)
+        .expect("siteward exits when it cannot bind");
+    assert!(!status.success());
+    assert!(
+        failed
+            .stderr()
+            .all()
+            .iter()
+            .any(|l| l.contains("was restored")),
+        "{}",
+        failed.stderr().tail(5)
+    );
+    assert!(!std::fs::read_to_string(daemon.config_path())
+        .unwrap()
+        .contains(&taken_addr));
+    drop(taken);
+    daemon.kill_and_restart();
+    assert!(!daemon.state_dir().join("config/pending.json").exists());
+}
