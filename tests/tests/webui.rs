@@ -548,6 +548,13 @@ fn a_commit_the_daemon_cannot_start_with_is_rolled_back_at_once() {
             &[("revision", "1"), ("confirm", "on"), ("minutes", "10")],
         );
         assert_eq!(committed.status, 303, "{}", committed.text());
+        // The page after the commit says what waits for a restart.
+        let location = committed.header("location").unwrap().to_string();
+        let after = ui.get(&location).text();
+        assert!(
+            after.contains("Changes to [metrics] take effect at the next restart"),
+            "{after}"
+        );
     }
     assert!(std::fs::read_to_string(daemon.config_path())
         .unwrap()
@@ -584,4 +591,42 @@ fn a_commit_the_daemon_cannot_start_with_is_rolled_back_at_once() {
     drop(taken);
     daemon.kill_and_restart();
     assert!(!daemon.state_dir().join("config/pending.json").exists());
+}
+
+#[test]
+fn the_tools_answer_with_result_fragments() {
+    let daemon = Daemon::start("");
+    let ui = UiClient::setup(&daemon);
+    let metrics = daemon.metrics_addr().to_string();
+    let open = ui.post("/tools/tcp", &[("target", &metrics)]);
+    assert_eq!(open.status, 200, "{}", open.text());
+    assert!(open.text().contains("state up"), "{}", open.text());
+    let bad = ui.post(
+        "/tools/check",
+        &[
+            ("kind", "oracle-tns"),
+            ("target", "127.0.0.1:99999"),
+            ("timeout", "1s"),
+        ],
+    );
+    assert_eq!(bad.status, 422, "{}", bad.text());
+    assert!(
+        bad.text().contains("<strong>target</strong>"),
+        "{}",
+        bad.text()
+    );
+    let keys = ui.post("/tools/wireguard/keypair", &[]);
+    assert_eq!(keys.status, 200);
+    assert!(keys.text().contains("new-private-key"));
+    // A key pair handed out is not kept: it is not in the state directory or the log.
+    let html = keys.text();
+    let start = html.find("id=\"new-private-key\">").unwrap() + "id=\"new-private-key\">".len();
+    let private_key = &html[start..start + html[start..].find('<').unwrap()];
+    assert_eq!(private_key.len(), 44);
+    for line in daemon.logs() {
+        assert!(!line.contains(private_key));
+    }
+    let live = ui.get("/ui/logs?after=0&level=info");
+    assert_eq!(live.status, 200);
+    assert!(live.text().contains("siteward running"), "{}", live.text());
 }

@@ -60,6 +60,38 @@ fn rows(diff: &[DiffLine]) -> Vec<DiffRow> {
 pub struct NoticeQuery {
     #[serde(default)]
     done: Option<String>,
+    /// Sections whose changes wait for a restart, after a commit.
+    #[serde(default)]
+    restart: String,
+    /// How many tunnels, connectors or relays failed to start, after a commit.
+    #[serde(default)]
+    failed: usize,
+}
+
+impl NoticeQuery {
+    /// The notice of `done`, with what the commit could not do yet. Only known section
+    /// names are shown, so the query string puts no text of its own on the page.
+    fn notice(&self) -> Option<String> {
+        let mut text = notice(self.done.as_deref())?;
+        let sections: Vec<&str> = self
+            .restart
+            .split(',')
+            .filter(|s| ["appliance", "admin", "metrics", "spool"].contains(s))
+            .collect();
+        if !sections.is_empty() {
+            text.push_str(&format!(
+                " Changes to [{}] take effect at the next restart.",
+                sections.join("], [")
+            ));
+        }
+        if self.failed > 0 {
+            text.push_str(&format!(
+                " {} tunnel(s), connector(s) or relay(s) failed to start: the dashboard says why.",
+                self.failed
+            ));
+        }
+        Some(text)
+    }
 }
 
 /// Fixed notices by code: a query string never puts text on a page.
@@ -86,8 +118,7 @@ pub async fn review(
     Extension(auth): Extension<UiAuth>,
     Query(query): Query<NoticeQuery>,
 ) -> Response {
-    let ctx =
-        PageCtx::new(&state, &auth.session, "config").with_notice(notice(query.done.as_deref()));
+    let ctx = PageCtx::new(&state, &auth.session, "config").with_notice(query.notice());
     let review = match config_ops::review(&state.applier) {
         Ok(review) => review,
         Err(e) => return internal(ctx, &e),
@@ -173,10 +204,18 @@ pub async fn commit(
 
 fn committed_or_error(ctx: PageCtx, result: Result<Committed, CommitError>) -> Response {
     match result {
-        Ok(committed) if committed.confirm_by_ms.is_some() => {
-            see_other("/config/review?done=committed-confirm")
+        Ok(committed) => {
+            let done = if committed.confirm_by_ms.is_some() {
+                "committed-confirm"
+            } else {
+                "committed"
+            };
+            see_other(&format!(
+                "/config/review?done={done}&restart={}&failed={}",
+                committed.applied.restart_needed.join(","),
+                committed.applied.failed.len()
+            ))
         }
-        Ok(_) => see_other("/config/review?done=committed"),
         Err(CommitError::Invalid(errors)) => error_page(
             ctx,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -271,8 +310,7 @@ pub async fn history(
     Extension(auth): Extension<UiAuth>,
     Query(query): Query<NoticeQuery>,
 ) -> Response {
-    let ctx =
-        PageCtx::new(&state, &auth.session, "history").with_notice(notice(query.done.as_deref()));
+    let ctx = PageCtx::new(&state, &auth.session, "history").with_notice(query.notice());
     match state.applier.store().versions() {
         Ok(versions) => page(&HistoryPage {
             page: ctx,

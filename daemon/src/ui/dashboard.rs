@@ -240,7 +240,7 @@ fn live_view(state: &AdminState) -> Live {
                     |o| format!("{:.1} ms", o.duration.as_secs_f64() * 1000.0),
                 ),
                 detail: last.map(|o| o.detail.clone()).unwrap_or_default(),
-                chart: chart(s.state.history.iter(), s.check.timeout.as_secs_f64()),
+                chart: chart(s.state.history.iter()),
             }
         })
         .collect();
@@ -349,19 +349,25 @@ fn live_view(state: &AdminState) -> Live {
 const CHART_BARS: usize = 30;
 const CHART_HEIGHT: u32 = 24;
 
-/// Bars for the newest runs: height by duration against the check's timeout, colour by
-/// result. A failed run is a full bar, so an outage stands out.
+/// Bars for the newest runs: a successful run's height is its duration against the slowest
+/// success shown (so latency changes stand out whatever the timeout), a failed run is a
+/// full red bar (so an outage does).
 fn chart<'a>(
     history: impl DoubleEndedIterator<Item = &'a siteward_connectors::Outcome> + ExactSizeIterator,
-    timeout_seconds: f64,
 ) -> Vec<Bar> {
     let skip = history.len().saturating_sub(CHART_BARS);
-    history
-        .skip(skip)
+    let shown: Vec<&siteward_connectors::Outcome> = history.skip(skip).collect();
+    let slowest = shown
+        .iter()
+        .filter(|o| o.up())
+        .map(|o| o.duration.as_secs_f64())
+        .fold(0.0, f64::max);
+    shown
+        .into_iter()
         .enumerate()
         .map(|(i, o)| {
-            let fraction = if o.up() {
-                (o.duration.as_secs_f64() / timeout_seconds.max(0.001)).clamp(0.08, 1.0)
+            let fraction = if o.up() && slowest > 0.0 {
+                (o.duration.as_secs_f64() / slowest).clamp(0.15, 1.0)
             } else {
                 1.0
             };
