@@ -630,3 +630,93 @@ fn the_tools_answer_with_result_fragments() {
     assert_eq!(live.status, 200);
     assert!(live.text().contains("siteward running"), "{}", live.text());
 }
+
+/// The current TOTP code of a base32 secret, from oathtool (what an authenticator app
+/// computes).
+fn oathtool(secret: &str) -> String {
+    let out = std::process::Command::new("oathtool")
+        .args(["--totp", "--base32", secret])
+        .output()
+        .expect("running oathtool (apt install oathtool)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn two_factor_login_with_codes_from_oathtool() {
+    let daemon = Daemon::start("");
+    let ui = UiClient::setup(&daemon);
+    let page = ui.get("/account").text();
+    let marker = "name=\"secret\" value=\"";
+    let start = page.find(marker).expect("an enrolment secret") + marker.len();
+    let secret = &page[start..start + page[start..].find('"').unwrap()];
+    // A wrong code does not turn it on.
+    let wrong = ui.post(
+        "/account/totp/enable",
+        &[
+            ("secret", secret),
+            ("new_code", "000000"),
+            ("current", PASSWORD),
+        ],
+    );
+    assert!(wrong.status == 400 || oathtool(secret) == "000000");
+    let on = ui.post(
+        "/account/totp/enable",
+        &[
+            ("secret", secret),
+            ("new_code", &oathtool(secret)),
+            ("current", PASSWORD),
+        ],
+    );
+    assert_eq!(on.status, 303, "{}", on.text());
+    assert!(ui.get("/account").text().contains("Two-factor login is on"));
+    // The secret is never shown again.
+    assert!(!ui.get("/account").text().contains(secret));
+
+    let without = webui::login(&daemon, ADMIN, PASSWORD);
+    assert_eq!(without.status, 401);
+    let with = webui::post_form(
+        &daemon,
+        "/login",
+        None,
+        &[
+            ("user", ADMIN),
+            ("password", PASSWORD),
+            ("code", &oathtool(secret)),
+        ],
+    );
+    assert_eq!(with.status, 303, "{}", with.text());
+    assert!(webui::session_cookie(&with).is_some());
+
+    // Locked out (a lost phone): `siteward passwd` sets a password and turns it off.
+    let mut passwd = std::process::Command::new(siteward_tests::siteward_bin())
+        .args(["passwd", ADMIN, "--config"])
+        .arg(daemon.config_path())
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    passwd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a new password for the admin\n")
+        .unwrap();
+    let out = passwd.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("two-factor login turned off"));
+    drop(UiClient::login(
+        &daemon,
+        ADMIN,
+        "a new password for the admin",
+    ));
+}
