@@ -205,6 +205,10 @@ pub fn discard(applier: &Applier, actor: &Actor) -> anyhow::Result<bool> {
 pub struct Review {
     pub staged: bool,
     pub revision: u64,
+    /// The running version the staged edits started from, when it is no longer the one
+    /// running (a reload, a rollback or another commit since): the diff then also shows
+    /// what committing would undo.
+    pub stale_base: Option<u64>,
     pub diff: Vec<DiffLine>,
     /// Every problem of the candidate; a commit is refused while there are any.
     pub errors: Vec<FieldError>,
@@ -223,9 +227,12 @@ pub fn review(applier: &Applier) -> anyhow::Result<Review> {
             message: e.to_string(),
         }],
     };
+    let staged = working.revision > 0;
     Ok(Review {
-        staged: working.revision > 0,
+        staged,
         revision: working.revision,
+        stale_base: (staged && working.base_version != applier.running_version())
+            .then_some(working.base_version),
         diff,
         errors,
     })

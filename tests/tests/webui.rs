@@ -720,3 +720,28 @@ fn two_factor_login_with_codes_from_oathtool() {
         "a new password for the admin",
     ));
 }
+
+#[test]
+fn review_warns_when_the_running_version_moved_under_staged_edits() {
+    let daemon = Daemon::start(CHECK);
+    let ui = UiClient::setup(&daemon);
+    let staged = ui.post(
+        "/config/checks/new",
+        &[
+            ("revision", "0"),
+            ("kind", "tcp"),
+            ("name", "db"),
+            ("target", "127.0.0.1:1521"),
+        ],
+    );
+    assert_eq!(staged.status, 303);
+    assert!(!ui.get("/config/review").text().contains("stale-base"));
+    // Someone edits the file on the box and reloads.
+    daemon.write_checks("");
+    daemon.sighup();
+    daemon.wait_for_log(STATE_TIMEOUT, |v| v["message"] == "configuration reloaded");
+    let review = ui.get("/config/review").text();
+    assert!(review.contains("id=\"stale-base\""), "{review}");
+    // The diff shows what committing would undo: the check removed on disk comes back.
+    assert!(review.contains("+ checks[metrics-port].target"), "{review}");
+}

@@ -481,4 +481,23 @@ mod tests {
         assert_eq!(session_cookie(&headers).as_deref(), Some("abc"));
         assert_eq!(session_cookie(&HeaderMap::new()), None);
     }
+
+    proptest::proptest! {
+        /// Any body decodes without panicking, and what an encoder writes decodes back.
+        #[test]
+        fn form_decoding_never_panics_and_round_trips(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+            pairs in proptest::collection::vec(("[a-z_.]{1,12}", "\\PC{0,24}"), 0..6),
+        ) {
+            let _ = form_urlencoded_pairs(&body);
+            let encoded = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let decoded = form_urlencoded_pairs(encoded.as_bytes());
+            let expected: Vec<(String, String)> = pairs.into_iter().collect();
+            proptest::prop_assert_eq!(decoded, expected);
+        }
+    }
 }

@@ -27,6 +27,8 @@ struct ReviewPage {
     page: PageCtx,
     staged: bool,
     revision: u64,
+    stale_base: Option<u64>,
+    running: u64,
     diff: Vec<DiffRow>,
     changes: usize,
     errors: Vec<String>,
@@ -127,6 +129,8 @@ pub async fn review(
         page: ctx,
         staged: review.staged,
         revision: review.revision,
+        stale_base: review.stale_base,
+        running: state.applier.running_version(),
         changes: review
             .diff
             .iter()
