@@ -64,7 +64,10 @@ pub fn routes() -> Router<Arc<AdminState>> {
             "/api/v1/config/candidate/{section}/{index}",
             get(get_entry).put(put_entry).delete(delete_entry),
         )
-        .route("/api/v1/config/candidate/tunnels/{tunnel}/peers", post(add_peer))
+        .route(
+            "/api/v1/config/candidate/tunnels/{tunnel}/peers",
+            post(add_peer),
+        )
         .route(
             "/api/v1/config/candidate/tunnels/{tunnel}/peers/{peer}",
             get(get_peer).put(put_peer).delete(delete_peer),
@@ -75,10 +78,7 @@ pub fn routes() -> Router<Arc<AdminState>> {
         .route("/api/v1/config/rollback-now", post(rollback_now))
         .route("/api/v1/config/history", get(history))
         .route("/api/v1/config/history/{version}", get(version))
-        .route(
-            "/api/v1/config/history/{version}/rollback",
-            post(rollback),
-        )
+        .route("/api/v1/config/history/{version}/rollback", post(rollback))
         .route("/api/v1/config/export", post(export_file))
         .route("/api/v1/config/import", post(import_file))
         .route("/api/v1/audit", get(audit))
@@ -107,20 +107,45 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 // ---- answers ----
 
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+/// Why a request was not done: `{"error"}`, with `"fields"` (path -> problem) for a 422.
+/// Messages never quote a value that was sent: it may be a secret.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
+    fields: Option<BTreeMap<String, String>>,
 }
 
-/// 422 with `{"error", "fields": {path: message}}`.
-fn invalid(message: &str, fields: BTreeMap<String, String>) -> Response {
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Json(json!({ "error": message, "fields": fields })),
-    )
-        .into_response()
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = match self.fields {
+            Some(fields) => json!({ "error": self.message, "fields": fields }),
+            None => json!({ "error": self.message }),
+        };
+        (self.status, Json(body)).into_response()
+    }
 }
 
-fn field_errors(message: &str, errors: &[FieldError]) -> Response {
+type Answer = Result<Response, Refusal>;
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        message: message.into(),
+        fields: None,
+    }
+}
+
+/// 422 with the problems by field path.
+fn invalid(message: impl Into<String>, fields: BTreeMap<String, String>) -> Refusal {
+    Refusal {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        message: message.into(),
+        fields: Some(fields),
+    }
+}
+
+fn field_errors(message: impl Into<String>, errors: &[FieldError]) -> Refusal {
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     for e in errors {
         fields
@@ -134,41 +159,62 @@ fn field_errors(message: &str, errors: &[FieldError]) -> Response {
     invalid(message, fields)
 }
 
-fn one_field(key: &str, message: &str) -> Response {
+fn one_field(key: &str, message: &str) -> Refusal {
     invalid(
-        &format!("{key}: {message}"),
+        format!("{key}: {message}"),
         BTreeMap::from([(key.to_string(), message.to_string())]),
     )
 }
 
-fn internal(e: &anyhow::Error) -> Response {
+fn internal(e: &anyhow::Error) -> Refusal {
     tracing::error!("configuration API: {e:#}");
-    error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"))
+    refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
 }
 
-fn no_such_entry(what: &str) -> Response {
-    error(
+fn no_such_entry(what: &str) -> Refusal {
+    refuse(
         StatusCode::NOT_FOUND,
-        &format!("{what}: no such section or entry in the configuration"),
+        format!("{what}: no such section or entry in the configuration"),
     )
 }
 
-fn stage_failure(failure: StageFailure) -> Response {
+fn stage_failure(failure: StageFailure) -> Refusal {
     match failure {
-        StageFailure::Fields { errors, .. } => field_errors("not staged: the entry has errors", &errors),
-        StageFailure::Refused(message) => error(StatusCode::CONFLICT, &message),
+        StageFailure::Fields { errors, .. } => {
+            field_errors("not staged: the entry has errors", &errors)
+        }
+        StageFailure::Refused(message) => refuse(StatusCode::CONFLICT, message),
         StageFailure::Internal(e) => internal(&e),
     }
 }
 
-fn commit_error(e: CommitError) -> Response {
+fn commit_error(e: CommitError) -> Refusal {
     match e {
         CommitError::Invalid(errors) => field_errors(
-            &format!("not committed: the configuration has {} error(s)", errors.len()),
+            format!(
+                "not committed: the configuration has {} error(s)",
+                errors.len()
+            ),
             &errors,
         ),
-        CommitError::Refused(message) => error(StatusCode::CONFLICT, &message),
+        CommitError::Refused(message) => refuse(StatusCode::CONFLICT, message),
         CommitError::Io(e) => internal(&e),
+    }
+}
+
+fn export_error(e: ExportError) -> Refusal {
+    let message = e.to_string();
+    match e {
+        ExportError::Syntax(_) => one_field("text", &message),
+        ExportError::PassphraseTooShort => one_field("passphrase", &message),
+        ExportError::PassphraseNeeded { path }
+        | ExportError::Decrypt { path }
+        | ExportError::Malformed { path } => {
+            invalid(message.clone(), BTreeMap::from([(path, message)]))
+        }
+        ExportError::CurrentSyntax(_) | ExportError::Crypto(_) => {
+            internal(&anyhow::anyhow!("{message}"))
+        }
     }
 }
 
@@ -185,31 +231,27 @@ fn diff_json(diff: &[DiffLine]) -> Vec<Value> {
         .collect()
 }
 
-fn masked(text: &str) -> Result<Vec<String>, Response> {
-    view::masked_lines(text).map_err(|e| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("showing the configuration: {e}"),
-        )
-    })
+fn masked(text: &str) -> Result<Vec<String>, Refusal> {
+    view::masked_lines(text)
+        .map_err(|e| internal(&anyhow::anyhow!("showing the configuration: {e}")))
 }
 
 // ---- request bodies ----
 
-/// The body as a JSON object. Messages never quote the body: it may hold a secret.
-fn json_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
+/// The body as a JSON object (none: an empty one). Messages never quote the body.
+fn json_object(body: &Bytes) -> Result<Map<String, Value>, Refusal> {
     if body.is_empty() {
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(error(
+        Ok(_) => Err(refuse(
             StatusCode::BAD_REQUEST,
             "the body must be a JSON object",
         )),
-        Err(e) => Err(error(
+        Err(e) => Err(refuse(
             StatusCode::BAD_REQUEST,
-            &format!(
+            format!(
                 "the body is not JSON (line {}, column {})",
                 e.line(),
                 e.column()
@@ -218,31 +260,41 @@ fn json_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
     }
 }
 
-/// `revision`: the candidate's revision the change was made against (0 when nothing is
-/// staged), as `GET /api/v1/config/candidate` shows it.
-fn revision_of(value: Option<&Value>) -> Result<u64, Response> {
-    match value {
-        Some(value) => value.as_u64().ok_or_else(|| {
-            one_field("revision", "must be a whole number: the candidate's revision")
-        }),
-        None => Err(one_field(
-            "revision",
-            "required: the candidate's revision from GET /api/v1/config/candidate (0 when nothing is staged)",
-        )),
+const REVISION_NEEDED: &str = "required: the candidate's revision from GET \
+                               /api/v1/config/candidate (0 when nothing is staged)";
+
+/// `revision` of a JSON body: the candidate's revision the change was made against.
+fn revision_of(object: &Map<String, Value>) -> Result<u64, Refusal> {
+    match object.get("revision") {
+        Some(value) => value
+            .as_u64()
+            .ok_or_else(|| one_field("revision", "must be a whole number")),
+        None => Err(one_field("revision", REVISION_NEEDED)),
+    }
+}
+
+/// `?revision=N`, for requests without a JSON body.
+fn revision_query(params: &BTreeMap<String, String>) -> Result<u64, Refusal> {
+    match params.get("revision") {
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| one_field("revision", "must be a whole number")),
+        None => Err(one_field("revision", REVISION_NEEDED)),
     }
 }
 
 /// An entry's edit: key -> value as a form field has it, and the revision. A string is
 /// taken as typed; a boolean or a number as its text; a list as an array (one item per
 /// line in form terms); `null` as empty (the key is removed, a secret kept).
-fn entry_edit(body: &Bytes) -> Result<(BTreeMap<String, String>, u64), Response> {
+fn entry_edit(body: &Bytes) -> Result<(BTreeMap<String, String>, u64), Refusal> {
     let mut object = json_object(body)?;
-    let revision = revision_of(object.get("revision"))?;
+    let revision = revision_of(&object)?;
     object.remove("revision");
     if object.len() > MAX_KEYS {
-        return Err(error(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
-            &format!("more than {MAX_KEYS} keys"),
+            format!("more than {MAX_KEYS} keys"),
         ));
     }
     let mut values = BTreeMap::new();
@@ -292,11 +344,11 @@ fn form_value(value: &Value) -> Result<String, &'static str> {
 }
 
 /// `confirm_seconds`: absent for a commit that needs no confirmation.
-fn confirm_window(object: &Map<String, Value>) -> Result<Option<Duration>, Response> {
+fn confirm_window(object: &Map<String, Value>) -> Result<Option<Duration>, Refusal> {
     match object.get("confirm_seconds") {
         None | Some(Value::Null) => Ok(None),
         Some(value) => match value.as_u64() {
-            Some(seconds) if seconds >= 1 && seconds <= MAX_CONFIRM_WINDOW.as_secs() => {
+            Some(seconds) if (1..=MAX_CONFIRM_WINDOW.as_secs()).contains(&seconds) => {
                 Ok(Some(Duration::from_secs(seconds)))
             }
             _ => Err(one_field(
@@ -310,7 +362,7 @@ fn confirm_window(object: &Map<String, Value>) -> Result<Option<Duration>, Respo
     }
 }
 
-fn optional_text<'a>(object: &'a Map<String, Value>, key: &str) -> Result<&'a str, Response> {
+fn optional_text<'a>(object: &'a Map<String, Value>, key: &str) -> Result<&'a str, Refusal> {
     match object.get(key) {
         None | Some(Value::Null) => Ok(""),
         Some(Value::String(s)) => Ok(s),
@@ -368,36 +420,24 @@ fn section_json(section: &Section) -> Value {
     })
 }
 
-async fn running(State(state): State<Arc<AdminState>>) -> Response {
-    let text = match config_ops::running_text(&state.applier) {
-        Ok(text) => text,
-        Err(e) => return internal(&e),
-    };
-    match masked(&text) {
-        Ok(lines) => Json(json!({
-            "version": state.applier.running_version(),
-            "lines": lines,
-        }))
-        .into_response(),
-        Err(response) => response,
-    }
+async fn running(State(state): State<Arc<AdminState>>) -> Answer {
+    let text = config_ops::running_text(&state.applier).map_err(|e| internal(&e))?;
+    Ok(Json(json!({
+        "version": state.applier.running_version(),
+        "lines": masked(&text)?,
+    }))
+    .into_response())
 }
 
-async fn candidate(State(state): State<Arc<AdminState>>) -> Response {
-    let working = match config_ops::working(&state.applier) {
-        Ok(working) => working,
-        Err(e) => return internal(&e),
-    };
-    match masked(&working.text) {
-        Ok(lines) => Json(json!({
-            "staged": working.revision > 0,
-            "revision": working.revision,
-            "base_version": working.base_version,
-            "lines": lines,
-        }))
-        .into_response(),
-        Err(response) => response,
-    }
+async fn candidate(State(state): State<Arc<AdminState>>) -> Answer {
+    let working = config_ops::working(&state.applier).map_err(|e| internal(&e))?;
+    Ok(Json(json!({
+        "staged": working.revision > 0,
+        "revision": working.revision,
+        "base_version": working.base_version,
+        "lines": masked(&working.text)?,
+    }))
+    .into_response())
 }
 
 /// `PUT /api/v1/config/candidate?revision=N` with a whole file as the body: staged if it
@@ -408,42 +448,28 @@ async fn stage_file(
     Caller(actor): Caller,
     Query(params): Query<BTreeMap<String, String>>,
     body: Bytes,
-) -> Response {
-    let revision = match params.get("revision").map(|r| r.trim().parse::<u64>()) {
-        Some(Ok(revision)) => revision,
-        Some(Err(_)) => return one_field("revision", "must be a whole number"),
-        None => {
-            return one_field(
-                "revision",
-                "required as ?revision=N: the candidate's revision (0 when nothing is staged)",
-            )
-        }
-    };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return error(StatusCode::BAD_REQUEST, "the body must be UTF-8 text (TOML)");
-    };
-    stage_import(&state, &actor, revision, text, None, "whole file").await
+) -> Answer {
+    let revision = revision_query(&params)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| one_field("text", "the body must be UTF-8 text (TOML)"))?;
+    stage_import(&state, &actor, revision, text, None, "whole file")
 }
 
 /// An imported file: encrypted secrets decrypted with `passphrase`, omitted ones taken
 /// from the working document by section and name, then staged if it validates.
-async fn stage_import(
+fn stage_import(
     state: &AdminState,
     actor: &Actor,
     revision: u64,
     text: &str,
     passphrase: Option<&str>,
     what: &str,
-) -> Response {
-    let current = match config_ops::working(&state.applier) {
-        Ok(working) => working.text,
-        Err(e) => return internal(&e),
-    };
-    let imported =
-        match tokio::task::block_in_place(|| export::import(text, passphrase, &current)) {
-            Ok(imported) => imported,
-            Err(e) => return export_error(e),
-        };
+) -> Answer {
+    let current = config_ops::working(&state.applier)
+        .map_err(|e| internal(&e))?
+        .text;
+    let imported = tokio::task::block_in_place(|| export::import(text, passphrase, &current))
+        .map_err(export_error)?;
     let detail = format!(
         "{what} staged ({} secret(s) kept from the current configuration)",
         imported.secrets_kept_from_current.len()
@@ -451,72 +477,64 @@ async fn stage_import(
     match config_ops::stage_text(&state.applier, actor, revision, &imported.text, &detail) {
         Ok(()) => {
             let revision = config_ops::working(&state.applier).map_or(0, |w| w.revision);
-            Json(json!({
+            Ok(Json(json!({
                 "staged": true,
                 "revision": revision,
                 "secrets_kept_from_current": imported.secrets_kept_from_current,
             }))
-            .into_response()
+            .into_response())
         }
         Err(StageFailure::Fields { mut errors, .. }) => {
-            errors.extend(imported.secrets_missing.iter().map(|path| FieldError {
-                path: path.clone(),
-                message: "the file left this secret out and the current configuration has none to keep"
-                    .to_string(),
+            errors.extend(imported.secrets_missing.iter().map(|path| {
+                FieldError {
+                    path: path.clone(),
+                    message: "the file left this secret out and the current configuration has \
+                          none to keep"
+                        .to_string(),
+                }
             }));
-            field_errors("not staged: the file does not validate", &errors)
+            Err(field_errors(
+                "not staged: the file does not validate",
+                &errors,
+            ))
         }
-        Err(other) => stage_failure(other),
+        Err(other) => Err(stage_failure(other)),
     }
 }
 
-fn export_error(e: ExportError) -> Response {
-    let message = e.to_string();
-    match e {
-        ExportError::Syntax(_) => one_field("text", &message),
-        ExportError::PassphraseTooShort => one_field("passphrase", &message),
-        ExportError::PassphraseNeeded { path }
-        | ExportError::Decrypt { path }
-        | ExportError::Malformed { path } => invalid(
-            &message,
-            BTreeMap::from([(path, message.clone())]),
-        ),
-        ExportError::CurrentSyntax(_) | ExportError::Crypto(_) => {
-            internal(&anyhow::anyhow!("{message}"))
-        }
-    }
-}
-
-async fn discard(State(state): State<Arc<AdminState>>, Caller(actor): Caller) -> Response {
-    match config_ops::discard(&state.applier, &actor) {
-        Ok(dropped) => Json(json!({ "discarded": dropped })).into_response(),
-        Err(e) => internal(&e),
-    }
+async fn discard(State(state): State<Arc<AdminState>>, Caller(actor): Caller) -> Answer {
+    let dropped = config_ops::discard(&state.applier, &actor).map_err(|e| internal(&e))?;
+    Ok(Json(json!({ "discarded": dropped })).into_response())
 }
 
 // ---- entries ----
 
 /// A section of the path: any but `tunnels.peers`, whose entries have their own paths.
-fn path_section(section: &str) -> Option<&'static Section> {
-    schema::section(section).filter(|s| s.key != "tunnels.peers")
+fn path_section(section: &str) -> Result<&'static Section, Refusal> {
+    schema::section(section)
+        .filter(|s| s.key != "tunnels.peers")
+        .ok_or_else(|| no_such_entry(section))
 }
 
-fn item_ref(section: &str, index: &str) -> Option<EntryRef> {
-    let section = path_section(section).filter(|s| s.repeated)?;
-    Some(EntryRef::Item {
-        section: section.key,
-        index: index.parse().ok()?,
-    })
+fn item_ref(section: &str, index: &str) -> Result<EntryRef, Refusal> {
+    let found = path_section(section)?;
+    match index.parse() {
+        Ok(index) if found.repeated => Ok(EntryRef::Item {
+            section: found.key,
+            index,
+        }),
+        _ => Err(no_such_entry(&format!("{section}/{index}"))),
+    }
 }
 
-fn peer_ref(tunnel: &str, peer: &str) -> Option<EntryRef> {
-    Some(EntryRef::Peer {
-        tunnel: tunnel.parse().ok()?,
-        peer: peer.parse().ok()?,
-    })
+fn peer_ref(tunnel: &str, peer: &str) -> Result<EntryRef, Refusal> {
+    match (tunnel.parse(), peer.parse()) {
+        (Ok(tunnel), Ok(peer)) => Ok(EntryRef::Peer { tunnel, peer }),
+        _ => Err(no_such_entry(&format!("tunnels/{tunnel}/peers/{peer}"))),
+    }
 }
 
-fn working_doc(state: &AdminState) -> Result<(DocumentMut, u64), Response> {
+fn working_doc(state: &AdminState) -> Result<(DocumentMut, u64), Refusal> {
     let working = config_ops::working(&state.applier).map_err(|e| internal(&e))?;
     let doc = working.document().map_err(|e| internal(&e))?;
     Ok((doc, working.revision))
@@ -539,7 +557,7 @@ fn values_json(values: Vec<(&'static str, ShownValue)>) -> Value {
     Value::Object(object)
 }
 
-/// One entry with its values (and a WireGuard tunnel's peers), or `None` if there is none.
+/// One entry with its values (and a tunnel's peers), or `None` if there is none.
 fn entry_json(doc: &DocumentMut, at: &EntryRef) -> Option<Value> {
     let values = edit::entry_values(doc, at).ok()?;
     let mut entry = json!({ "entry": at.path(), "values": values_json(values) });
@@ -549,7 +567,15 @@ fn entry_json(doc: &DocumentMut, at: &EntryRef) -> Option<Value> {
             entry["index"] = json!(index);
             if section == "tunnels" {
                 let peers: Vec<Value> = (0..config_ops::count_peers(doc, index))
-                    .filter_map(|peer| entry_json(doc, &EntryRef::Peer { tunnel: index, peer }))
+                    .filter_map(|peer| {
+                        entry_json(
+                            doc,
+                            &EntryRef::Peer {
+                                tunnel: index,
+                                peer,
+                            },
+                        )
+                    })
                     .collect();
                 entry["peers"] = json!(peers);
             }
@@ -562,90 +588,90 @@ fn entry_json(doc: &DocumentMut, at: &EntryRef) -> Option<Value> {
     Some(entry)
 }
 
-fn entry_answer(state: &AdminState, at: &EntryRef, status: StatusCode) -> Response {
-    let (doc, revision) = match working_doc(state) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    match entry_json(&doc, at) {
-        Some(mut entry) => {
-            entry["revision"] = json!(revision);
-            let mut response = (status, Json(entry)).into_response();
-            if status == StatusCode::CREATED {
-                if let Ok(location) = HeaderValue::from_str(&entry_url(at)) {
-                    response.headers_mut().insert(header::LOCATION, location);
-                }
-            }
-            response
+/// The entry as it is in the working document now, with the candidate's revision.
+fn entry_answer(state: &AdminState, at: &EntryRef, status: StatusCode) -> Answer {
+    let (doc, revision) = working_doc(state)?;
+    let mut entry = entry_json(&doc, at).ok_or_else(|| no_such_entry(&at.path()))?;
+    entry["revision"] = json!(revision);
+    let mut response = (status, Json(entry)).into_response();
+    if status == StatusCode::CREATED {
+        if let Ok(location) = HeaderValue::from_str(&entry_url(at)) {
+            response.headers_mut().insert(header::LOCATION, location);
         }
-        None => no_such_entry(&at.path()),
     }
+    Ok(response)
 }
 
 fn entry_url(at: &EntryRef) -> String {
     match *at {
         EntryRef::Single(key) => format!("/api/v1/config/candidate/{key}"),
-        EntryRef::Item { section, index } => format!("/api/v1/config/candidate/{section}/{index}"),
+        EntryRef::Item { section, index } => {
+            format!("/api/v1/config/candidate/{section}/{index}")
+        }
         EntryRef::Peer { tunnel, peer } => {
             format!("/api/v1/config/candidate/tunnels/{tunnel}/peers/{peer}")
         }
     }
 }
 
-/// Whether entry `at` exists in the working document (404 if not).
-fn existing(state: &AdminState, at: &EntryRef) -> Result<(), Response> {
+/// 404 unless entry `at` exists in the working document.
+fn existing(state: &AdminState, at: &EntryRef) -> Result<(), Refusal> {
     let (doc, _) = working_doc(state)?;
-    match edit::entry_values(&doc, at) {
-        Ok(_) => Ok(()),
-        Err(_) => Err(no_such_entry(&at.path())),
+    edit::entry_values(&doc, at)
+        .map(|_| ())
+        .map_err(|_| no_such_entry(&at.path()))
+}
+
+fn single(section: &str) -> Result<EntryRef, Refusal> {
+    let found = path_section(section)?;
+    if found.repeated {
+        return Err(refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "[[{key}]] holds entries: /api/v1/config/candidate/{key}/INDEX is one of them",
+                key = found.key
+            ),
+        ));
     }
+    Ok(EntryRef::Single(found.key))
 }
 
 /// A single section's values, or every entry of a repeated one.
-async fn get_section(State(state): State<Arc<AdminState>>, Path(section): Path<String>) -> Response {
-    let Some(section) = path_section(&section) else {
-        return no_such_entry(&section);
-    };
-    if !section.repeated {
-        return entry_answer(&state, &EntryRef::Single(section.key), StatusCode::OK);
+async fn get_section(State(state): State<Arc<AdminState>>, Path(section): Path<String>) -> Answer {
+    let found = path_section(&section)?;
+    if !found.repeated {
+        return entry_answer(&state, &EntryRef::Single(found.key), StatusCode::OK);
     }
-    let (doc, revision) = match working_doc(&state) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let entries: Vec<Value> = (0..config_ops::count_entries(&doc, section.key))
+    let (doc, revision) = working_doc(&state)?;
+    let entries: Vec<Value> = (0..config_ops::count_entries(&doc, found.key))
         .filter_map(|index| {
             entry_json(
                 &doc,
                 &EntryRef::Item {
-                    section: section.key,
+                    section: found.key,
                     index,
                 },
             )
         })
         .collect();
-    Json(json!({ "section": section.key, "revision": revision, "entries": entries }))
-        .into_response()
+    Ok(
+        Json(json!({ "section": found.key, "revision": revision, "entries": entries }))
+            .into_response(),
+    )
 }
 
 async fn get_entry(
     State(state): State<Arc<AdminState>>,
     Path((section, index)): Path<(String, String)>,
-) -> Response {
-    match item_ref(&section, &index) {
-        Some(at) => entry_answer(&state, &at, StatusCode::OK),
-        None => no_such_entry(&format!("{section}/{index}")),
-    }
+) -> Answer {
+    entry_answer(&state, &item_ref(&section, &index)?, StatusCode::OK)
 }
 
 async fn get_peer(
     State(state): State<Arc<AdminState>>,
     Path((tunnel, peer)): Path<(String, String)>,
-) -> Response {
-    match peer_ref(&tunnel, &peer) {
-        Some(at) => entry_answer(&state, &at, StatusCode::OK),
-        None => no_such_entry(&format!("tunnels/{tunnel}/peers/{peer}")),
-    }
+) -> Answer {
+    entry_answer(&state, &peer_ref(&tunnel, &peer)?, StatusCode::OK)
 }
 
 async fn put_section(
@@ -653,20 +679,8 @@ async fn put_section(
     Caller(actor): Caller,
     Path(section): Path<String>,
     body: Bytes,
-) -> Response {
-    match path_section(&section) {
-        Some(found) if !found.repeated => {
-            stage_edit(&state, &actor, EntryRef::Single(found.key), &body)
-        }
-        Some(found) => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &format!(
-                "[[{}]] holds entries: PUT /api/v1/config/candidate/{}/INDEX edits one, POST adds one",
-                found.key, found.key
-            ),
-        ),
-        None => no_such_entry(&section),
-    }
+) -> Answer {
+    stage_edit(&state, &actor, single(&section)?, &body)
 }
 
 async fn put_entry(
@@ -674,14 +688,10 @@ async fn put_entry(
     Caller(actor): Caller,
     Path((section, index)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    match item_ref(&section, &index) {
-        Some(at) => match existing(&state, &at) {
-            Ok(()) => stage_edit(&state, &actor, at, &body),
-            Err(response) => response,
-        },
-        None => no_such_entry(&format!("{section}/{index}")),
-    }
+) -> Answer {
+    let at = item_ref(&section, &index)?;
+    existing(&state, &at)?;
+    stage_edit(&state, &actor, at, &body)
 }
 
 async fn put_peer(
@@ -689,25 +699,17 @@ async fn put_peer(
     Caller(actor): Caller,
     Path((tunnel, peer)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    match peer_ref(&tunnel, &peer) {
-        Some(at) => match existing(&state, &at) {
-            Ok(()) => stage_edit(&state, &actor, at, &body),
-            Err(response) => response,
-        },
-        None => no_such_entry(&format!("tunnels/{tunnel}/peers/{peer}")),
-    }
+) -> Answer {
+    let at = peer_ref(&tunnel, &peer)?;
+    existing(&state, &at)?;
+    stage_edit(&state, &actor, at, &body)
 }
 
-fn stage_edit(state: &AdminState, actor: &Actor, at: EntryRef, body: &Bytes) -> Response {
-    let (values, revision) = match entry_edit(body) {
-        Ok(edit) => edit,
-        Err(response) => return response,
-    };
-    match config_ops::stage_entry(&state.applier, actor, revision, &at, &values) {
-        Ok(at) => entry_answer(state, &at, StatusCode::OK),
-        Err(failure) => stage_failure(failure),
-    }
+fn stage_edit(state: &AdminState, actor: &Actor, at: EntryRef, body: &Bytes) -> Answer {
+    let (values, revision) = entry_edit(body)?;
+    let at = config_ops::stage_entry(&state.applier, actor, revision, &at, &values)
+        .map_err(stage_failure)?;
+    entry_answer(state, &at, StatusCode::OK)
 }
 
 async fn add_entry(
@@ -715,18 +717,18 @@ async fn add_entry(
     Caller(actor): Caller,
     Path(section): Path<String>,
     body: Bytes,
-) -> Response {
-    match path_section(&section) {
-        Some(found) if found.repeated => stage_addition(&state, &actor, found.key, None, &body),
-        Some(found) => error(
+) -> Answer {
+    let found = path_section(&section)?;
+    if !found.repeated {
+        return Err(refuse(
             StatusCode::METHOD_NOT_ALLOWED,
-            &format!(
-                "[{}] is a single section: PUT /api/v1/config/candidate/{} edits it",
-                found.key, found.key
+            format!(
+                "[{key}] is a single section: PUT /api/v1/config/candidate/{key} edits it",
+                key = found.key
             ),
-        ),
-        None => no_such_entry(&section),
+        ));
     }
+    stage_addition(&state, &actor, found.key, None, &body)
 }
 
 async fn add_peer(
@@ -734,15 +736,11 @@ async fn add_peer(
     Caller(actor): Caller,
     Path(tunnel): Path<String>,
     body: Bytes,
-) -> Response {
-    let Some(at) = item_ref("tunnels", &tunnel) else {
-        return no_such_entry(&format!("tunnels/{tunnel}"));
-    };
-    if let Err(response) = existing(&state, &at) {
-        return response;
-    }
+) -> Answer {
+    let at = item_ref("tunnels", &tunnel)?;
+    existing(&state, &at)?;
     let EntryRef::Item { index, .. } = at else {
-        return no_such_entry(&format!("tunnels/{tunnel}"));
+        return Err(no_such_entry(&format!("tunnels/{tunnel}")));
     };
     stage_addition(&state, &actor, "tunnels.peers", Some(index), &body)
 }
@@ -753,27 +751,22 @@ fn stage_addition(
     section: &'static str,
     tunnel: Option<usize>,
     body: &Bytes,
-) -> Response {
-    let (values, revision) = match entry_edit(body) {
-        Ok(edit) => edit,
-        Err(response) => return response,
-    };
-    // Where the entry goes: its errors come back relative to it, and the API names
+) -> Answer {
+    let (values, revision) = entry_edit(body)?;
+    // Where the entry goes: config_ops gives its errors relative to it, and the API names
     // fields by their whole path, as for an edit.
-    let prefix = match working_doc(state) {
-        Ok((doc, _)) => match tunnel {
-            Some(tunnel) => EntryRef::Peer {
-                tunnel,
-                peer: config_ops::count_peers(&doc, tunnel),
-            },
-            None => EntryRef::Item {
-                section,
-                index: config_ops::count_entries(&doc, section),
-            },
-        }
-        .path(),
-        Err(response) => return response,
-    };
+    let (doc, _) = working_doc(state)?;
+    let prefix = match tunnel {
+        Some(tunnel) => EntryRef::Peer {
+            tunnel,
+            peer: config_ops::count_peers(&doc, tunnel),
+        },
+        None => EntryRef::Item {
+            section,
+            index: config_ops::count_entries(&doc, section),
+        },
+    }
+    .path();
     match config_ops::stage_new_entry(&state.applier, actor, revision, section, tunnel, &values) {
         Ok(at) => entry_answer(state, &at, StatusCode::CREATED),
         Err(StageFailure::Fields { at: None, errors }) => {
@@ -784,9 +777,9 @@ fn stage_addition(
                     message: e.message,
                 })
                 .collect();
-            field_errors("not staged: the entry has errors", &errors)
+            Err(field_errors("not staged: the entry has errors", &errors))
         }
-        Err(failure) => stage_failure(failure),
+        Err(failure) => Err(stage_failure(failure)),
     }
 }
 
@@ -804,36 +797,13 @@ fn absolute_path(prefix: &str, relative: &str) -> String {
     }
 }
 
-fn revision_query(params: &BTreeMap<String, String>) -> Result<u64, Response> {
-    match params.get("revision").map(|r| r.trim().parse::<u64>()) {
-        Some(Ok(revision)) => Ok(revision),
-        Some(Err(_)) => Err(one_field("revision", "must be a whole number")),
-        None => Err(one_field(
-            "revision",
-            "required as ?revision=N: the candidate's revision (0 when nothing is staged)",
-        )),
-    }
-}
-
 async fn delete_section(
     State(state): State<Arc<AdminState>>,
     Caller(actor): Caller,
     Path(section): Path<String>,
     Query(params): Query<BTreeMap<String, String>>,
-) -> Response {
-    match path_section(&section) {
-        Some(found) if !found.repeated => {
-            stage_removal(&state, &actor, EntryRef::Single(found.key), &params)
-        }
-        Some(found) => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &format!(
-                "[[{}]] holds entries: DELETE /api/v1/config/candidate/{}/INDEX removes one",
-                found.key, found.key
-            ),
-        ),
-        None => no_such_entry(&section),
-    }
+) -> Answer {
+    stage_removal(&state, &actor, single(&section)?, &params)
 }
 
 async fn delete_entry(
@@ -841,11 +811,8 @@ async fn delete_entry(
     Caller(actor): Caller,
     Path((section, index)): Path<(String, String)>,
     Query(params): Query<BTreeMap<String, String>>,
-) -> Response {
-    match item_ref(&section, &index) {
-        Some(at) => stage_removal(&state, &actor, at, &params),
-        None => no_such_entry(&format!("{section}/{index}")),
-    }
+) -> Answer {
+    stage_removal(&state, &actor, item_ref(&section, &index)?, &params)
 }
 
 async fn delete_peer(
@@ -853,11 +820,8 @@ async fn delete_peer(
     Caller(actor): Caller,
     Path((tunnel, peer)): Path<(String, String)>,
     Query(params): Query<BTreeMap<String, String>>,
-) -> Response {
-    match peer_ref(&tunnel, &peer) {
-        Some(at) => stage_removal(&state, &actor, at, &params),
-        None => no_such_entry(&format!("tunnels/{tunnel}/peers/{peer}")),
-    }
+) -> Answer {
+    stage_removal(&state, &actor, peer_ref(&tunnel, &peer)?, &params)
 }
 
 fn stage_removal(
@@ -865,170 +829,134 @@ fn stage_removal(
     actor: &Actor,
     at: EntryRef,
     params: &BTreeMap<String, String>,
-) -> Response {
-    let revision = match revision_query(params) {
-        Ok(revision) => revision,
-        Err(response) => return response,
-    };
-    if let Err(response) = existing(state, &at) {
-        return response;
-    }
-    match config_ops::stage_removal(&state.applier, actor, revision, &at) {
-        Ok(()) => {
-            let revision = config_ops::working(&state.applier).map_or(0, |w| w.revision);
-            Json(json!({ "removed": at.path(), "revision": revision })).into_response()
-        }
-        Err(failure) => stage_failure(failure),
-    }
+) -> Answer {
+    let revision = revision_query(params)?;
+    existing(state, &at)?;
+    config_ops::stage_removal(&state.applier, actor, revision, &at).map_err(stage_failure)?;
+    let revision = config_ops::working(&state.applier).map_or(0, |w| w.revision);
+    Ok(Json(json!({ "removed": at.path(), "revision": revision })).into_response())
 }
 
 // ---- review, commit, confirm ----
 
-async fn diff(State(state): State<Arc<AdminState>>) -> Response {
-    match config_ops::review(&state.applier) {
-        Ok(review) => {
-            let errors: BTreeMap<String, String> = review
-                .errors
-                .iter()
-                .map(|e| (e.path.clone(), e.message.clone()))
-                .collect();
-            Json(json!({
-                "staged": review.staged,
-                "revision": review.revision,
-                "changes": review.diff.iter().filter(|l| l.change != Change::Same).count(),
-                "diff": diff_json(&review.diff),
-                "errors": errors,
-            }))
-            .into_response()
-        }
-        Err(e) => internal(&e),
-    }
+async fn diff(State(state): State<Arc<AdminState>>) -> Answer {
+    let review = config_ops::review(&state.applier).map_err(|e| internal(&e))?;
+    let errors: BTreeMap<&str, &str> = review
+        .errors
+        .iter()
+        .map(|e| (e.path.as_str(), e.message.as_str()))
+        .collect();
+    Ok(Json(json!({
+        "staged": review.staged,
+        "revision": review.revision,
+        "changes": review.diff.iter().filter(|l| l.change != Change::Same).count(),
+        "diff": diff_json(&review.diff),
+        "errors": errors,
+    }))
+    .into_response())
 }
 
 async fn commit(
     State(state): State<Arc<AdminState>>,
     Caller(actor): Caller,
     body: Bytes,
-) -> Response {
-    let object = match json_object(&body) {
-        Ok(object) => object,
-        Err(response) => return response,
-    };
-    let revision = match revision_of(object.get("revision")) {
-        Ok(revision) => revision,
-        Err(response) => return response,
-    };
-    let confirm_within = match confirm_window(&object) {
-        Ok(window) => window,
-        Err(response) => return response,
-    };
-    let comment = match optional_text(&object, "comment") {
-        Ok(comment) if comment.chars().count() > MAX_COMMENT_CHARS => {
-            return one_field(
-                "comment",
-                &format!("at most {MAX_COMMENT_CHARS} characters"),
-            )
-        }
-        Ok(comment) => comment,
-        Err(response) => return response,
-    };
-    match config_ops::commit_candidate(&state.applier, &actor, revision, confirm_within, comment)
+) -> Answer {
+    let object = json_object(&body)?;
+    let revision = revision_of(&object)?;
+    let confirm_within = confirm_window(&object)?;
+    let comment = optional_text(&object, "comment")?;
+    if comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(one_field(
+            "comment",
+            &format!("at most {MAX_COMMENT_CHARS} characters"),
+        ));
+    }
+    let committed =
+        config_ops::commit_candidate(&state.applier, &actor, revision, confirm_within, comment)
+            .await
+            .map_err(commit_error)?;
+    Ok(Json(committed).into_response())
+}
+
+async fn confirm(State(state): State<Arc<AdminState>>, Caller(actor): Caller) -> Answer {
+    let version = state.applier.confirm(&actor).await.map_err(commit_error)?;
+    Ok(Json(json!({ "confirmed": version })).into_response())
+}
+
+async fn rollback_now(State(state): State<Arc<AdminState>>, Caller(actor): Caller) -> Answer {
+    let rolled_back = state
+        .applier
+        .roll_back_pending(&actor)
         .await
-    {
-        Ok(committed) => Json(committed).into_response(),
-        Err(e) => commit_error(e),
-    }
-}
-
-async fn confirm(State(state): State<Arc<AdminState>>, Caller(actor): Caller) -> Response {
-    match state.applier.confirm(&actor).await {
-        Ok(version) => Json(json!({ "confirmed": version })).into_response(),
-        Err(e) => commit_error(e),
-    }
-}
-
-async fn rollback_now(State(state): State<Arc<AdminState>>, Caller(actor): Caller) -> Response {
-    match state.applier.roll_back_pending(&actor).await {
-        Ok(true) => Json(json!({
-            "rolled_back": true,
-            "running_version": state.applier.running_version(),
-        }))
-        .into_response(),
-        Ok(false) => error(
+        .map_err(|e| internal(&e))?;
+    if !rolled_back {
+        return Err(refuse(
             StatusCode::CONFLICT,
             "no commit is waiting for confirmation",
-        ),
-        Err(e) => internal(&e),
+        ));
     }
+    Ok(Json(json!({
+        "rolled_back": true,
+        "running_version": state.applier.running_version(),
+    }))
+    .into_response())
 }
 
 // ---- history ----
 
-async fn history(State(state): State<Arc<AdminState>>) -> Response {
+async fn history(State(state): State<Arc<AdminState>>) -> Answer {
     let store = state.applier.store();
-    let versions = match store.versions() {
-        Ok(versions) => versions,
-        Err(e) => return internal(&e),
-    };
-    let pending = match store.pending() {
-        Ok(pending) => pending,
-        Err(e) => return internal(&e),
-    };
-    Json(json!({
+    let versions = store.versions().map_err(|e| internal(&e))?;
+    let pending = store.pending().map_err(|e| internal(&e))?;
+    Ok(Json(json!({
         "running": state.applier.running_version(),
         "pending": pending,
         "versions": versions,
     }))
-    .into_response()
+    .into_response())
 }
 
-async fn version(State(state): State<Arc<AdminState>>, Path(number): Path<String>) -> Response {
+fn version_number(number: &str) -> Result<u64, Refusal> {
+    number
+        .parse()
+        .map_err(|_| refuse(StatusCode::NOT_FOUND, "no such version"))
+}
+
+fn no_such_version(number: u64) -> Refusal {
+    refuse(
+        StatusCode::NOT_FOUND,
+        format!("the history does not hold version {number}"),
+    )
+}
+
+async fn version(State(state): State<Arc<AdminState>>, Path(number): Path<String>) -> Answer {
+    let number = version_number(&number)?;
     let store = state.applier.store();
-    let Ok(number) = number.parse::<u64>() else {
-        return error(StatusCode::NOT_FOUND, "no such version");
-    };
-    let versions = match store.versions() {
-        Ok(versions) => versions,
-        Err(e) => return internal(&e),
-    };
-    let Some(found) = versions.iter().find(|v| v.version == number) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("the history does not hold version {number}"),
-        );
-    };
+    let versions = store.versions().map_err(|e| internal(&e))?;
+    let found = versions
+        .iter()
+        .find(|v| v.version == number)
+        .ok_or_else(|| no_such_version(number))?;
     let previous = versions
         .iter()
         .map(|v| v.version)
         .filter(|v| *v < number)
         .max();
-    let texts = store.version_text(number).and_then(|new| {
-        let old = match previous {
-            Some(p) => store.version_text(p)?,
-            None => String::new(),
-        };
-        Ok((old, new))
-    });
-    let (old, new) = match texts {
-        Ok(texts) => texts,
-        Err(e) => return internal(&e),
+    let new = store.version_text(number).map_err(|e| internal(&e))?;
+    let old = match previous {
+        Some(p) => store.version_text(p).map_err(|e| internal(&e))?,
+        None => String::new(),
     };
-    let lines = match masked(&new) {
-        Ok(lines) => lines,
-        Err(response) => return response,
-    };
-    let diff = match view::diff(&old, &new) {
-        Ok(diff) => diff,
-        Err(e) => return internal(&anyhow::anyhow!("comparing with version {previous:?}: {e}")),
-    };
-    Json(json!({
+    let diff = view::diff(&old, &new)
+        .map_err(|e| internal(&anyhow::anyhow!("comparing version {number}: {e}")))?;
+    Ok(Json(json!({
         "version": found,
         "running": state.applier.running_version() == number,
         "previous": previous,
-        "lines": lines,
+        "lines": masked(&new)?,
         "diff": diff_json(&diff),
     }))
-    .into_response()
+    .into_response())
 }
 
 async fn rollback(
@@ -1036,32 +964,22 @@ async fn rollback(
     Caller(actor): Caller,
     Path(number): Path<String>,
     body: Bytes,
-) -> Response {
-    let Ok(number) = number.parse::<u64>() else {
-        return error(StatusCode::NOT_FOUND, "no such version");
-    };
-    let object = match json_object(&body) {
-        Ok(object) => object,
-        Err(response) => return response,
-    };
-    let confirm_within = match confirm_window(&object) {
-        Ok(window) => window,
-        Err(response) => return response,
-    };
-    match state.applier.store().version(number) {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                &format!("the history does not hold version {number}"),
-            )
-        }
-        Err(e) => return internal(&e),
+) -> Answer {
+    let number = version_number(&number)?;
+    let confirm_within = confirm_window(&json_object(&body)?)?;
+    if state
+        .applier
+        .store()
+        .version(number)
+        .map_err(|e| internal(&e))?
+        .is_none()
+    {
+        return Err(no_such_version(number));
     }
-    match config_ops::rollback_to(&state.applier, &actor, number, confirm_within).await {
-        Ok(committed) => Json(committed).into_response(),
-        Err(e) => commit_error(e),
-    }
+    let committed = config_ops::rollback_to(&state.applier, &actor, number, confirm_within)
+        .await
+        .map_err(commit_error)?;
+    Ok(Json(committed).into_response())
 }
 
 // ---- export and import ----
@@ -1072,15 +990,9 @@ async fn export_file(
     State(state): State<Arc<AdminState>>,
     Caller(actor): Caller,
     body: Bytes,
-) -> Response {
-    let object = match json_object(&body) {
-        Ok(object) => object,
-        Err(response) => return response,
-    };
-    let passphrase = match optional_text(&object, "passphrase") {
-        Ok(passphrase) => passphrase,
-        Err(response) => return response,
-    };
+) -> Answer {
+    let object = json_object(&body)?;
+    let passphrase = optional_text(&object, "passphrase")?;
     let (secrets, detail) = match object.get("secrets").and_then(Value::as_str) {
         Some("omit") => (
             SecretHandling::Omit,
@@ -1090,25 +1002,20 @@ async fn export_file(
             SecretHandling::Encrypt { passphrase },
             "running configuration, secrets encrypted",
         ),
-        _ => return one_field("secrets", "expected \"omit\" or \"encrypt\""),
+        _ => return Err(one_field("secrets", "expected \"omit\" or \"encrypt\"")),
     };
-    let text = match config_ops::running_text(&state.applier) {
-        Ok(text) => text,
-        Err(e) => return internal(&e),
-    };
-    let exported = match tokio::task::block_in_place(|| export::export(&text, secrets)) {
-        Ok(exported) => exported,
-        Err(e) => return export_error(e),
-    };
+    let text = config_ops::running_text(&state.applier).map_err(|e| internal(&e))?;
+    let exported =
+        tokio::task::block_in_place(|| export::export(&text, secrets)).map_err(export_error)?;
     state.applier.audit(&actor, "export", detail);
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/toml; charset=utf-8"),
         )],
         exported,
     )
-        .into_response()
+        .into_response())
 }
 
 /// `{"text", "passphrase", "revision"}`: an exported file staged as the candidate.
@@ -1116,24 +1023,15 @@ async fn import_file(
     State(state): State<Arc<AdminState>>,
     Caller(actor): Caller,
     body: Bytes,
-) -> Response {
-    let object = match json_object(&body) {
-        Ok(object) => object,
-        Err(response) => return response,
+) -> Answer {
+    let object = json_object(&body)?;
+    let revision = revision_of(&object)?;
+    let Some(Value::String(text)) = object.get("text") else {
+        return Err(one_field("text", "required: the exported file as a string"));
     };
-    let revision = match revision_of(object.get("revision")) {
-        Ok(revision) => revision,
-        Err(response) => return response,
-    };
-    let text = match object.get("text") {
-        Some(Value::String(text)) => text,
-        _ => return one_field("text", "required: the exported file as a string"),
-    };
-    let passphrase = match optional_text(&object, "passphrase") {
-        Ok(passphrase) => (!passphrase.is_empty()).then_some(passphrase),
-        Err(response) => return response,
-    };
-    stage_import(&state, &actor, revision, text, passphrase, "imported file").await
+    let passphrase = optional_text(&object, "passphrase")?;
+    let passphrase = (!passphrase.is_empty()).then_some(passphrase);
+    stage_import(&state, &actor, revision, text, passphrase, "imported file")
 }
 
 // ---- audit ----
@@ -1142,22 +1040,24 @@ async fn import_file(
 async fn audit(
     State(state): State<Arc<AdminState>>,
     Query(params): Query<BTreeMap<String, String>>,
-) -> Response {
+) -> Answer {
     if let Some(key) = params.keys().find(|k| *k != "limit") {
-        return one_field(
-            &key.chars().take(MAX_KEY_CHARS).collect::<String>(),
-            "unknown parameter (expected limit)",
-        );
+        let key: String = key.chars().take(MAX_KEY_CHARS).collect();
+        return Err(one_field(&key, "unknown parameter (expected limit)"));
     }
-    let limit = match params.get("limit").map(|l| l.trim().parse::<usize>()) {
+    let limit = match params.get("limit") {
         None => DEFAULT_AUDIT_LIMIT,
-        Some(Ok(limit)) => limit,
-        Some(Err(_)) => return one_field("limit", "must be a whole number"),
+        Some(limit) => limit
+            .trim()
+            .parse()
+            .map_err(|_| one_field("limit", "must be a whole number"))?,
     };
-    match state.applier.store().audit_entries(limit) {
-        Ok(entries) => Json(json!({ "entries": entries })).into_response(),
-        Err(e) => internal(&e),
-    }
+    let entries = state
+        .applier
+        .store()
+        .audit_entries(limit)
+        .map_err(|e| internal(&e))?;
+    Ok(Json(json!({ "entries": entries })).into_response())
 }
 
 #[cfg(test)]
@@ -1199,12 +1099,12 @@ mod tests {
             json!({ "revision": 0, "target": { "host": "x" } }),
             json!({ "revision": 0, "allow": [true] }),
         ] {
-            let response = entry_edit(&body(bad.clone())).unwrap_err();
-            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+            let refusal = entry_edit(&body(bad.clone())).unwrap_err();
+            assert_eq!(refusal.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
         }
         for not_an_object in [&b"[1]"[..], b"{", b"\"x\""] {
-            let response = entry_edit(&Bytes::from_static(not_an_object)).unwrap_err();
-            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            let refusal = entry_edit(&Bytes::from_static(not_an_object)).unwrap_err();
+            assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
         }
     }
 
@@ -1217,7 +1117,10 @@ mod tests {
             "tunnels[0].peers[2].allowed_ips[1]"
         );
         assert_eq!(absolute_path("checks[3]", "[0]"), "checks[3][0]");
-        assert_eq!(absolute_path("checks[3]", "checks[3].rise"), "checks[3].rise");
+        assert_eq!(
+            absolute_path("checks[3]", "checks[3].rise"),
+            "checks[3].rise"
+        );
     }
 
     #[test]
@@ -1229,9 +1132,15 @@ mod tests {
             window(json!({ "confirm_seconds": 90 })).unwrap(),
             Some(Duration::from_secs(90))
         );
-        for bad in [json!(0), json!(-5), json!(1.5), json!("60"), json!(MAX_CONFIRM_WINDOW.as_secs() + 1)] {
-            let response = window(json!({ "confirm_seconds": bad })).unwrap_err();
-            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        for bad in [
+            json!(0),
+            json!(-5),
+            json!(1.5),
+            json!("60"),
+            json!(MAX_CONFIRM_WINDOW.as_secs() + 1),
+        ] {
+            let refusal = window(json!({ "confirm_seconds": bad })).unwrap_err();
+            assert_eq!(refusal.status, StatusCode::UNPROCESSABLE_ENTITY);
         }
     }
 

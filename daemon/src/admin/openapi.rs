@@ -537,9 +537,15 @@ fn path_parameter(path: &str, name: &str) -> Option<(Value, &'static str)> {
             json!({ "type": "string", "enum": ["appliance", "admin", "metrics", "uplink", "spool", "checks", "tunnels", "connectors", "relays"] }),
             "A section of the file.",
         ),
-        "index" => (index, "The entry's index in its section, from 0, in file order."),
+        "index" => (
+            index,
+            "The entry's index in its section, from 0, in file order.",
+        ),
         "peer" => (index, "The peer's index in the tunnel, from 0."),
-        "version" => (json!({ "type": "integer", "minimum": 1 }), "A version number of the history."),
+        "version" => (
+            json!({ "type": "integer", "minimum": 1 }),
+            "A version number of the history.",
+        ),
         _ => return None,
     })
 }
@@ -557,8 +563,14 @@ const TAGS: &[(&str, &str)] = &[
     ("connectors", "Relay connectors (sources)"),
     ("relays", "TCP relays"),
     ("spool", "The durable spool and the uplink"),
-    ("tools", "Diagnostics from the box, WireGuard helpers, the live log"),
-    ("config", "The configuration: staged edits, review, commit-confirm, history, export and import"),
+    (
+        "tools",
+        "Diagnostics from the box, WireGuard helpers, the live log",
+    ),
+    (
+        "config",
+        "The configuration: staged edits, review, commit-confirm, history, export and import",
+    ),
     ("audit", "Who changed what, when, from where"),
 ];
 
@@ -635,8 +647,8 @@ fn build() -> Value {
 fn operation_json(operation: &Operation) -> Value {
     let mut parameters: Vec<Value> = placeholders(operation.path)
         .map(|name| {
-            let (schema, description) = path_parameter(operation.path, name)
-                .unwrap_or((string(), "A path parameter."));
+            let (schema, description) =
+                path_parameter(operation.path, name).unwrap_or((string(), "A path parameter."));
             json!({
                 "name": name,
                 "in": "path",
@@ -785,7 +797,13 @@ fn schemas() -> Value {
         object(
             &[
                 ("error", string()),
-                ("fields", described(map_of(string()), "Problem by input key or field path (`checks[2].target`).")),
+                (
+                    "fields",
+                    described(
+                        map_of(string()),
+                        "Problem by input key or field path (`checks[2].target`).",
+                    ),
+                ),
             ],
             &["fields"],
         ),
@@ -794,7 +812,11 @@ fn schemas() -> Value {
     add(
         "Health",
         object(
-            &[("status", string()), ("version", string()), ("uptime_seconds", integer())],
+            &[
+                ("status", string()),
+                ("version", string()),
+                ("uptime_seconds", integer()),
+            ],
             &[],
         ),
     );
@@ -803,7 +825,13 @@ fn schemas() -> Value {
         &[
             ("at", described(string(), "RFC 3339")),
             ("up", boolean()),
-            ("reason", described(string(), "ok, refused, timeout, unreachable, ... (the result label of the metrics)")),
+            (
+                "reason",
+                described(
+                    string(),
+                    "ok, refused, timeout, unreachable, ... (the result label of the metrics)",
+                ),
+            ),
             ("detail", string()),
             ("duration_seconds", number()),
         ],
@@ -823,24 +851,42 @@ fn schemas() -> Value {
                 ("fall", integer()),
                 ("source", string()),
                 ("interface", string()),
-                ("state", json!({ "type": "string", "enum": ["up", "down", "unknown"] })),
+                (
+                    "state",
+                    json!({ "type": "string", "enum": ["up", "down", "unknown"] }),
+                ),
                 ("state_since", string()),
                 ("consecutive_successes", integer()),
                 ("consecutive_failures", integer()),
                 ("last", nullable(reference("Run"))),
                 ("tls_cert_not_after", string()),
-                ("history", described(array(reference("Run")), "Oldest first.")),
+                (
+                    "history",
+                    described(array(reference("Run")), "Oldest first."),
+                ),
             ],
             &["source", "interface", "state_since", "tls_cert_not_after"],
         ),
     );
     add(
         "CheckList",
-        object(&[("appliance", string()), ("checks", array(reference("Check")))], &[]),
+        object(
+            &[
+                ("appliance", string()),
+                ("checks", array(reference("Check"))),
+            ],
+            &[],
+        ),
     );
     add(
         "CheckRunNow",
-        object(&[("result", reference("Run")), ("check", nullable(reference("Check")))], &[]),
+        object(
+            &[
+                ("result", reference("Run")),
+                ("check", nullable(reference("Check"))),
+            ],
+            &[],
+        ),
     );
     // -- tunnels --
     add(
@@ -878,11 +924,26 @@ fn schemas() -> Value {
     );
     add(
         "TunnelList",
-        object(&[("appliance", string()), ("tunnels", array(reference("Tunnel")))], &[]),
+        object(
+            &[
+                ("appliance", string()),
+                ("tunnels", array(reference("Tunnel"))),
+            ],
+            &[],
+        ),
     );
     add(
         "Rekeying",
-        object(&[("tunnel", string()), ("rekeying", json!({ "type": "string", "enum": ["child", "ike"] }))], &[]),
+        object(
+            &[
+                ("tunnel", string()),
+                (
+                    "rekeying",
+                    json!({ "type": "string", "enum": ["child", "ike"] }),
+                ),
+            ],
+            &[],
+        ),
     );
     // -- connectors, relays, spool --
     add(
@@ -967,12 +1028,18 @@ fn schemas() -> Value {
             ("connector", string()),
             ("kind", string()),
             ("received_at", string()),
-            ("payload", described(json!({}), "The event as the source gave it: JSON, or text.")),
+            (
+                "payload",
+                described(json!({}), "The event as the source gave it: JSON, or text."),
+            ),
         ],
         &[],
     );
     add("Event", event);
-    add("EventList", object(&[("events", array(reference("Event")))], &[]));
+    add(
+        "EventList",
+        object(&[("events", array(reference("Event")))], &[]),
+    );
     add(
         "DeadLetterList",
         object(
@@ -1016,7 +1083,13 @@ fn schemas() -> Value {
         object(
             &[
                 ("name", string()),
-                ("type", described(string(), "A, AAAA, CNAME, MX, NS, PTR, SOA, SRV or TXT (default A).")),
+                (
+                    "type",
+                    described(
+                        string(),
+                        "A, AAAA, CNAME, MX, NS, PTR, SOA, SRV or TXT (default A).",
+                    ),
+                ),
                 ("timeout", described(string(), "Like \"2s\"; at most 10s.")),
             ],
             &["type", "timeout"],
@@ -1031,7 +1104,12 @@ fn schemas() -> Value {
                 (
                     "answers",
                     array(object(
-                        &[("name", string()), ("type", string()), ("ttl", integer()), ("data", string())],
+                        &[
+                            ("name", string()),
+                            ("type", string()),
+                            ("ttl", integer()),
+                            ("data", string()),
+                        ],
                         &[],
                     )),
                 ),
@@ -1092,18 +1170,42 @@ fn schemas() -> Value {
                     &[
                         ("key", string()),
                         ("title", string()),
-                        ("repeated", described(boolean(), "Written [[key]]: a list of entries.")),
-                        ("kinds", described(array(string()), "The values of its `kind` key; empty if none.")),
+                        (
+                            "repeated",
+                            described(boolean(), "Written [[key]]: a list of entries."),
+                        ),
+                        (
+                            "kinds",
+                            described(
+                                array(string()),
+                                "The values of its `kind` key; empty if none.",
+                            ),
+                        ),
                         (
                             "fields",
                             array(object(
                                 &[
                                     ("key", string()),
                                     ("label", string()),
-                                    ("type", json!({ "type": "string", "enum": ["text", "integer", "bool", "list", "secret", "choice"] })),
-                                    ("options", described(array(string()), "The choices of a `choice`.")),
-                                    ("items", json!({ "type": "string", "enum": ["text", "integer"], "description": "The items of a `list`." })),
-                                    ("kinds", described(nullable(array(string())), "null: every kind; else only these.")),
+                                    (
+                                        "type",
+                                        json!({ "type": "string", "enum": ["text", "integer", "bool", "list", "secret", "choice"] }),
+                                    ),
+                                    (
+                                        "options",
+                                        described(array(string()), "The choices of a `choice`."),
+                                    ),
+                                    (
+                                        "items",
+                                        json!({ "type": "string", "enum": ["text", "integer"], "description": "The items of a `list`." }),
+                                    ),
+                                    (
+                                        "kinds",
+                                        described(
+                                            nullable(array(string())),
+                                            "null: every kind; else only these.",
+                                        ),
+                                    ),
                                     ("required", boolean()),
                                     ("help", string()),
                                 ],
@@ -1130,7 +1232,10 @@ fn schemas() -> Value {
         object(
             &[
                 ("staged", boolean()),
-                ("revision", described(integer(), "0 when nothing is staged.")),
+                (
+                    "revision",
+                    described(integer(), "0 when nothing is staged."),
+                ),
                 ("base_version", integer()),
                 ("lines", lines.clone()),
             ],
@@ -1155,13 +1260,25 @@ fn schemas() -> Value {
         "Entry",
         object(
             &[
-                ("entry", described(string(), "Its path: uplink, checks[2], tunnels[0].peers[1].")),
+                (
+                    "entry",
+                    described(
+                        string(),
+                        "Its path: uplink, checks[2], tunnels[0].peers[1].",
+                    ),
+                ),
                 ("revision", integer()),
                 ("values", reference("Values")),
-                ("present", described(boolean(), "A single section: whether the file has it.")),
+                (
+                    "present",
+                    described(boolean(), "A single section: whether the file has it."),
+                ),
                 ("index", integer()),
                 ("tunnel", integer()),
-                ("peers", described(array(reference("Entry")), "A tunnel's peers.")),
+                (
+                    "peers",
+                    described(array(reference("Entry")), "A tunnel's peers."),
+                ),
             ],
             &["present", "index", "tunnel", "peers", "revision"],
         ),
@@ -1196,16 +1313,37 @@ fn schemas() -> Value {
             &[
                 ("staged", boolean()),
                 ("revision", integer()),
-                ("secrets_kept_from_current", described(array(string()), "Paths of omitted secrets taken from the working configuration.")),
+                (
+                    "secrets_kept_from_current",
+                    described(
+                        array(string()),
+                        "Paths of omitted secrets taken from the working configuration.",
+                    ),
+                ),
             ],
             &[],
         ),
     );
-    add("Discarded", object(&[("discarded", described(boolean(), "Whether anything was staged."))], &[]));
-    add("Removed", object(&[("removed", string()), ("revision", integer())], &[]));
+    add(
+        "Discarded",
+        object(
+            &[(
+                "discarded",
+                described(boolean(), "Whether anything was staged."),
+            )],
+            &[],
+        ),
+    );
+    add(
+        "Removed",
+        object(&[("removed", string()), ("revision", integer())], &[]),
+    );
     let diff_line = object(
         &[
-            ("change", json!({ "type": "string", "enum": ["added", "removed", "same"] })),
+            (
+                "change",
+                json!({ "type": "string", "enum": ["added", "removed", "same"] }),
+            ),
             ("text", string()),
         ],
         &[],
@@ -1219,7 +1357,13 @@ fn schemas() -> Value {
                 ("revision", integer()),
                 ("changes", integer()),
                 ("diff", array(reference("DiffLine"))),
-                ("errors", described(map_of(string()), "Every problem of the candidate: a commit is refused while there are any.")),
+                (
+                    "errors",
+                    described(
+                        map_of(string()),
+                        "Every problem of the candidate: a commit is refused while there are any.",
+                    ),
+                ),
             ],
             &[],
         ),
@@ -1238,7 +1382,10 @@ fn schemas() -> Value {
     add(
         "RollbackRequest",
         object(
-            &[("confirm_seconds", json!({ "type": "integer", "minimum": 1, "maximum": 86400 }))],
+            &[(
+                "confirm_seconds",
+                json!({ "type": "integer", "minimum": 1, "maximum": 86400 }),
+            )],
             &["confirm_seconds"],
         ),
     );
@@ -1247,13 +1394,31 @@ fn schemas() -> Value {
         object(
             &[
                 ("version", integer()),
-                ("confirm_by_ms", described(nullable(integer()), "Unix milliseconds by which to confirm, if it must be.")),
+                (
+                    "confirm_by_ms",
+                    described(
+                        nullable(integer()),
+                        "Unix milliseconds by which to confirm, if it must be.",
+                    ),
+                ),
                 (
                     "applied",
                     object(
                         &[
-                            ("restart_needed", described(array(string()), "Sections whose changes wait for a restart.")),
-                            ("failed", described(array(string()), "Tunnels, connectors, relays that failed to start, with why.")),
+                            (
+                                "restart_needed",
+                                described(
+                                    array(string()),
+                                    "Sections whose changes wait for a restart.",
+                                ),
+                            ),
+                            (
+                                "failed",
+                                described(
+                                    array(string()),
+                                    "Tunnels, connectors, relays that failed to start, with why.",
+                                ),
+                            ),
                         ],
                         &[],
                     ),
@@ -1262,14 +1427,29 @@ fn schemas() -> Value {
             &[],
         ),
     );
-    add("Confirmed", object(&[("confirmed", described(integer(), "The version confirmed."))], &[]));
+    add(
+        "Confirmed",
+        object(
+            &[("confirmed", described(integer(), "The version confirmed."))],
+            &[],
+        ),
+    );
     add(
         "RolledBackNow",
-        object(&[("rolled_back", boolean()), ("running_version", integer())], &[]),
+        object(
+            &[("rolled_back", boolean()), ("running_version", integer())],
+            &[],
+        ),
     );
     let actor = object(
         &[
-            ("name", described(string(), "A web UI account, token:NAME, control-socket, or siteward itself.")),
+            (
+                "name",
+                described(
+                    string(),
+                    "A web UI account, token:NAME, control-socket, or siteward itself.",
+                ),
+            ),
             ("from", described(string(), "The client's address.")),
         ],
         &[],
@@ -1282,7 +1462,13 @@ fn schemas() -> Value {
                 ("version", integer()),
                 ("at", described(integer(), "Unix seconds.")),
                 ("by", reference("Actor")),
-                ("action", described(string(), "started, reloaded, committed, rolled back to N, restored: ...")),
+                (
+                    "action",
+                    described(
+                        string(),
+                        "started, reloaded, committed, rolled back to N, restored: ...",
+                    ),
+                ),
                 ("comment", string()),
             ],
             &[],
@@ -1327,8 +1513,14 @@ fn schemas() -> Value {
         "ExportRequest",
         object(
             &[
-                ("secrets", json!({ "type": "string", "enum": ["omit", "encrypt"] })),
-                ("passphrase", described(string(), "With encrypt: at least 12 characters.")),
+                (
+                    "secrets",
+                    json!({ "type": "string", "enum": ["omit", "encrypt"] }),
+                ),
+                (
+                    "passphrase",
+                    described(string(), "With encrypt: at least 12 characters."),
+                ),
             ],
             &["passphrase"],
         ),
@@ -1338,7 +1530,13 @@ fn schemas() -> Value {
         object(
             &[
                 ("text", described(string(), "The exported file.")),
-                ("passphrase", described(string(), "The export's passphrase, if its secrets are encrypted.")),
+                (
+                    "passphrase",
+                    described(
+                        string(),
+                        "The export's passphrase, if its secrets are encrypted.",
+                    ),
+                ),
                 ("revision", revision_schema()),
             ],
             &["passphrase"],
@@ -1423,7 +1621,10 @@ mod tests {
                     _ => ident.clear(),
                 }
             }
-            assert!(!methods.is_empty(), "no method found for route {route_path}");
+            assert!(
+                !methods.is_empty(),
+                "no method found for route {route_path}"
+            );
             for method in methods {
                 found.insert((method, route_path.to_string()));
             }
@@ -1459,7 +1660,10 @@ mod tests {
 
         let mut protected = routes_in(resources);
         for (name, source) in &ROUTE_SOURCES[1..] {
-            assert!(merged.contains(&name.to_string()), "{name} is not merged into resources()");
+            assert!(
+                merged.contains(&name.to_string()),
+                "{name} is not merged into resources()"
+            );
             protected.extend(routes_in(source));
         }
         let every = routes_in(api)
@@ -1472,18 +1676,31 @@ mod tests {
             .iter()
             .map(|o| (o.method.as_str().to_string(), o.path.to_string()))
             .collect();
-        assert_eq!(documented.len(), OPERATIONS.len(), "an operation is listed twice");
+        assert_eq!(
+            documented.len(),
+            OPERATIONS.len(),
+            "an operation is listed twice"
+        );
         let missing: Vec<_> = every.difference(&documented).collect();
         let extra: Vec<_> = documented.difference(&every).collect();
-        assert!(missing.is_empty(), "routed but not in the document: {missing:?}");
-        assert!(extra.is_empty(), "in the document but not routed: {extra:?}");
+        assert!(
+            missing.is_empty(),
+            "routed but not in the document: {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "in the document but not routed: {extra:?}"
+        );
 
         let documented_public: BTreeSet<(String, String)> = OPERATIONS
             .iter()
             .filter(|o| o.public)
             .map(|o| (o.method.as_str().to_string(), o.path.to_string()))
             .collect();
-        assert_eq!(documented_public, public, "the routes served without a token");
+        assert_eq!(
+            documented_public, public,
+            "the routes served without a token"
+        );
         assert!(public.contains(&("get".to_string(), "/api/v1/openapi.json".to_string())));
         assert!(protected.contains(&("post".to_string(), "/api/v1/config/commit".to_string())));
     }
@@ -1499,10 +1716,18 @@ mod tests {
                 )
         "#;
         let found: Vec<_> = routes_in(source).into_iter().collect();
-        let pairs: Vec<(&str, &str)> = found.iter().map(|(m, p)| (m.as_str(), p.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = found
+            .iter()
+            .map(|(m, p)| (m.as_str(), p.as_str()))
+            .collect();
         assert_eq!(
             pairs,
-            [("delete", "/b"), ("get", "/a/{x}"), ("post", "/a/{x}"), ("put", "/b")]
+            [
+                ("delete", "/b"),
+                ("get", "/a/{x}"),
+                ("post", "/a/{x}"),
+                ("put", "/b")
+            ]
         );
     }
 
@@ -1513,9 +1738,21 @@ mod tests {
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         let mut ids = BTreeSet::new();
         for operation in OPERATIONS {
-            assert!(ids.insert(operation.id), "operationId {} twice", operation.id);
-            assert!(!operation.summary.is_empty(), "{} has no summary", operation.id);
-            assert!(TAGS.iter().any(|(tag, _)| *tag == operation.tag), "{}", operation.id);
+            assert!(
+                ids.insert(operation.id),
+                "operationId {} twice",
+                operation.id
+            );
+            assert!(
+                !operation.summary.is_empty(),
+                "{} has no summary",
+                operation.id
+            );
+            assert!(
+                TAGS.iter().any(|(tag, _)| *tag == operation.tag),
+                "{}",
+                operation.id
+            );
             for name in placeholders(operation.path) {
                 assert!(
                     path_parameter(operation.path, name).is_some(),
@@ -1527,7 +1764,12 @@ mod tests {
             let item = &doc["paths"][operation.path][operation.method.as_str()];
             assert_eq!(item["operationId"], operation.id);
             let responses = item["responses"].as_object().unwrap();
-            assert_eq!(responses.contains_key("401"), !operation.public, "{}", operation.id);
+            assert_eq!(
+                responses.contains_key("401"),
+                !operation.public,
+                "{}",
+                operation.id
+            );
             assert!(responses.contains_key(&operation.status.to_string()));
         }
         // Every $ref names a schema that exists.
