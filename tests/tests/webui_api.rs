@@ -684,6 +684,8 @@ fn secrets_appear_in_no_api_answer_nor_in_an_export_without_them() {
     let keys = WgKeys::generate();
     let far_end = WgKeys::generate();
     let psk = PresharedKey::generate();
+    let second_peer = WgKeys::generate();
+    let second_psk = PresharedKey::generate();
     let ifname = unique_ifname('w');
     let daemon = Daemon::start_in(
         &ns,
@@ -736,16 +738,18 @@ allowed_ips = ["10.88.0.0/16"]
         ("the webhook's HMAC secret", hmac_secret.as_str()),
         ("the WireGuard private key", keys.private.as_str()),
         ("the WireGuard pre-shared key", psk.base64()),
+        ("the added peer's pre-shared key", second_psk.base64()),
     ];
     let file = std::fs::read_to_string(daemon.config_path()).unwrap();
     for (what, value) in &secrets[..] {
-        if *value != new_uplink_token {
+        if *value != new_uplink_token && *value != second_psk.base64() {
             assert!(file.contains(value), "the test's file lacks {what}");
         }
     }
 
     // Answers of changes count too: rotate the uplink token (committed), and stage an
-    // edit of the tunnel's peer, so the history and the candidate differ in secrets.
+    // edit of the tunnel's peer and a new peer with its own key, so the history and the
+    // candidate differ in secrets.
     let mut answers: Vec<(String, String)> = Vec::new();
     let mut change = |method: &str, path: &str, body: Value, status: u16| {
         let answer = api.expect(status, method, path, &body);
@@ -771,6 +775,20 @@ allowed_ips = ["10.88.0.0/16"]
         200,
     );
     assert_eq!(staged["values"]["preshared_key"], json!({ "set": true }));
+    let added = change(
+        "POST",
+        "/api/v1/config/candidate/tunnels/0/peers",
+        json!({
+            "revision": staged["revision"],
+            "name": "branch",
+            "public_key": second_peer.public,
+            "preshared_key": second_psk.base64(),
+            "allowed_ips": ["10.89.0.0/16"],
+        }),
+        201,
+    );
+    assert_eq!(added["entry"], "tunnels[0].peers[1]");
+    assert_eq!(added["values"]["preshared_key"], json!({ "set": true }));
     let file = std::fs::read_to_string(daemon.config_path()).unwrap();
     assert!(
         file.contains(&new_uplink_token),
