@@ -1,5 +1,6 @@
-//! The REST API under `/api/v1/`. Everything but `/api/v1/health` needs a bearer token;
-//! an unauthenticated request gets 401 for any path, so the API's shape does not leak.
+//! The REST API under `/api/v1/`. Everything but `/api/v1/health` and `/api/v1/openapi.json`
+//! (the same for every appliance of a version) needs a bearer token; an unauthenticated
+//! request gets 401 for any other path, so which checks or tunnels exist does not leak.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -52,6 +53,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(super::openapi::serve))
         .merge(protected)
         .with_state(state.clone())
         .merge(crate::ui::router(state))
@@ -63,6 +65,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
 pub fn local_router(state: Arc<AdminState>) -> Router {
     resources()
         .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(super::openapi::serve))
         .fallback(not_found)
         .with_state(state)
 }
@@ -83,11 +86,17 @@ fn resources() -> Router<Arc<AdminState>> {
         .route("/api/v1/spool/replay", post(spool_replay))
         .route("/api/v1/spool/purge", post(spool_purge))
         .merge(super::tools::routes())
+        .merge(super::config_api::routes())
 }
+
+/// The name of the API token a request presented, put in its extensions by
+/// [`require_token`] (the audit log's "who"; never the token itself).
+#[derive(Debug, Clone)]
+pub struct TokenName(pub String);
 
 async fn require_token(
     State(state): State<Arc<AdminState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let presented = request
@@ -97,7 +106,10 @@ async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented.and_then(|token| state.tokens.verify(token)) {
-        Some(_) => next.run(request).await,
+        Some(name) => {
+            request.extensions_mut().insert(TokenName(name));
+            next.run(request).await
+        }
         None => {
             let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
             response.headers_mut().insert(

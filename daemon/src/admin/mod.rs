@@ -1,6 +1,8 @@
 //! The HTTPS admin listener: REST API now, web UI later.
 
 mod api;
+mod config_api;
+pub mod openapi;
 pub mod tls;
 pub mod tools;
 
