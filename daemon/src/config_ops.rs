@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use siteward_config::edit::{self, EntryRef};
+use siteward_config::export::{self, ExportError, SecretHandling};
 use siteward_config::view::{self, DiffLine};
 use siteward_config::FieldError;
 use toml_edit::DocumentMut;
@@ -190,6 +191,70 @@ pub fn stage_text(
         .stage(text, revision, working.base_version, actor)?;
     applier.audit(actor, "stage", what);
     Ok(())
+}
+
+/// Why an import was not staged.
+#[derive(Debug)]
+pub enum ImportFailure {
+    /// The file cannot be read back (syntax, a wrong passphrase, a damaged value).
+    File(ExportError),
+    Stage(StageFailure),
+}
+
+/// Stages an exported file: encrypted secrets decrypted with `passphrase`, secrets the
+/// file left out kept from the working document by section and name; staged only if the
+/// result validates. Returns the paths of the secrets kept.
+pub fn stage_import(
+    applier: &Applier,
+    actor: &Actor,
+    revision: u64,
+    text: &str,
+    passphrase: Option<&str>,
+    what: &str,
+) -> Result<Vec<String>, ImportFailure> {
+    let current = working(applier)
+        .map_err(|e| ImportFailure::Stage(StageFailure::Internal(e)))?
+        .text;
+    // The key derivation takes a moment: off the async worker's hot path.
+    let imported = tokio::task::block_in_place(|| export::import(text, passphrase, &current))
+        .map_err(ImportFailure::File)?;
+    let detail = format!(
+        "{what} staged ({} secret(s) kept from the current configuration)",
+        imported.secrets_kept_from_current.len()
+    );
+    match stage_text(applier, actor, revision, &imported.text, &detail) {
+        Ok(()) => Ok(imported.secrets_kept_from_current),
+        Err(StageFailure::Fields { at, mut errors }) => {
+            errors.extend(imported.secrets_missing.iter().map(|path| {
+                FieldError {
+                    path: path.clone(),
+                    message: "the file left this secret out and the current configuration has \
+                          none to keep"
+                        .to_string(),
+                }
+            }));
+            Err(ImportFailure::Stage(StageFailure::Fields { at, errors }))
+        }
+        Err(other) => Err(ImportFailure::Stage(other)),
+    }
+}
+
+/// The running file for download, its secrets left out or encrypted; audited.
+pub fn export_running(
+    applier: &Applier,
+    actor: &Actor,
+    secrets: SecretHandling<'_>,
+) -> Result<String, ImportFailure> {
+    let detail = match secrets {
+        SecretHandling::Omit => "running configuration, secrets left out",
+        SecretHandling::Encrypt { .. } => "running configuration, secrets encrypted",
+    };
+    let text =
+        running_text(applier).map_err(|e| ImportFailure::Stage(StageFailure::Internal(e)))?;
+    let exported = tokio::task::block_in_place(|| export::export(&text, secrets))
+        .map_err(ImportFailure::File)?;
+    applier.audit(actor, "export", detail);
+    Ok(exported)
 }
 
 pub fn discard(applier: &Applier, actor: &Actor) -> anyhow::Result<bool> {

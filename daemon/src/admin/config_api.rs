@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use siteward_config::edit::{self, EntryRef, ShownValue};
-use siteward_config::export::{self, ExportError, SecretHandling};
+use siteward_config::export::{ExportError, SecretHandling};
 use siteward_config::schema::{self, FieldType, Section};
 use siteward_config::view::{self, Change, DiffLine};
 use siteward_config::FieldError;
@@ -33,7 +33,7 @@ use toml_edit::DocumentMut;
 use super::api::TokenName;
 use super::AdminState;
 use crate::apply::{CommitError, MAX_CONFIRM_WINDOW};
-use crate::config_ops::{self, StageFailure};
+use crate::config_ops::{self, ImportFailure, StageFailure};
 use crate::config_store::Actor;
 
 /// Longest commit comment (the UI's form allows as much).
@@ -465,40 +465,22 @@ fn stage_import(
     passphrase: Option<&str>,
     what: &str,
 ) -> Answer {
-    let current = config_ops::working(&state.applier)
-        .map_err(|e| internal(&e))?
-        .text;
-    let imported = tokio::task::block_in_place(|| export::import(text, passphrase, &current))
-        .map_err(export_error)?;
-    let detail = format!(
-        "{what} staged ({} secret(s) kept from the current configuration)",
-        imported.secrets_kept_from_current.len()
-    );
-    match config_ops::stage_text(&state.applier, actor, revision, &imported.text, &detail) {
-        Ok(()) => {
+    match config_ops::stage_import(&state.applier, actor, revision, text, passphrase, what) {
+        Ok(kept) => {
             let revision = config_ops::working(&state.applier).map_or(0, |w| w.revision);
             Ok(Json(json!({
                 "staged": true,
                 "revision": revision,
-                "secrets_kept_from_current": imported.secrets_kept_from_current,
+                "secrets_kept_from_current": kept,
             }))
             .into_response())
         }
-        Err(StageFailure::Fields { mut errors, .. }) => {
-            errors.extend(imported.secrets_missing.iter().map(|path| {
-                FieldError {
-                    path: path.clone(),
-                    message: "the file left this secret out and the current configuration has \
-                          none to keep"
-                        .to_string(),
-                }
-            }));
-            Err(field_errors(
-                "not staged: the file does not validate",
-                &errors,
-            ))
-        }
-        Err(other) => Err(stage_failure(other)),
+        Err(ImportFailure::File(e)) => Err(export_error(e)),
+        Err(ImportFailure::Stage(StageFailure::Fields { errors, .. })) => Err(field_errors(
+            "not staged: the file does not validate",
+            &errors,
+        )),
+        Err(ImportFailure::Stage(other)) => Err(stage_failure(other)),
     }
 }
 
@@ -993,21 +975,16 @@ async fn export_file(
 ) -> Answer {
     let object = json_object(&body)?;
     let passphrase = optional_text(&object, "passphrase")?;
-    let (secrets, detail) = match object.get("secrets").and_then(Value::as_str) {
-        Some("omit") => (
-            SecretHandling::Omit,
-            "running configuration, secrets left out",
-        ),
-        Some("encrypt") => (
-            SecretHandling::Encrypt { passphrase },
-            "running configuration, secrets encrypted",
-        ),
+    let secrets = match object.get("secrets").and_then(Value::as_str) {
+        Some("omit") => SecretHandling::Omit,
+        Some("encrypt") => SecretHandling::Encrypt { passphrase },
         _ => return Err(one_field("secrets", "expected \"omit\" or \"encrypt\"")),
     };
-    let text = config_ops::running_text(&state.applier).map_err(|e| internal(&e))?;
-    let exported =
-        tokio::task::block_in_place(|| export::export(&text, secrets)).map_err(export_error)?;
-    state.applier.audit(&actor, "export", detail);
+    let exported = match config_ops::export_running(&state.applier, &actor, secrets) {
+        Ok(exported) => exported,
+        Err(ImportFailure::File(e)) => return Err(export_error(e)),
+        Err(ImportFailure::Stage(other)) => return Err(stage_failure(other)),
+    };
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -11,12 +11,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Deserialize;
-use siteward_config::export::{self, SecretHandling};
+use siteward_config::export::SecretHandling;
 use siteward_config::view::{self, Change, DiffLine};
 
 use crate::admin::AdminState;
 use crate::apply::{CommitError, Committed, DEFAULT_CONFIRM_WINDOW};
-use crate::config_ops::{self, StageFailure};
+use crate::config_ops::{self, ImportFailure, StageFailure};
 use crate::config_store::{AuditEntry, Version};
 use crate::ui::auth::{form_urlencoded_pairs, UiAuth};
 use crate::ui::render::{error_page, page, page_with_status, see_other, PageCtx};
@@ -459,13 +459,9 @@ pub async fn export_file(
     } else {
         SecretHandling::Omit
     };
-    let text = match config_ops::running_text(&state.applier) {
-        Ok(text) => text,
-        Err(e) => return internal(ctx, &e),
-    };
-    let exported = match tokio::task::block_in_place(|| export::export(&text, secrets)) {
+    let exported = match config_ops::export_running(&state.applier, &auth.actor, secrets) {
         Ok(exported) => exported,
-        Err(e) => {
+        Err(ImportFailure::File(e)) => {
             return transfer(
                 ctx,
                 &state,
@@ -474,16 +470,8 @@ pub async fn export_file(
                 StatusCode::BAD_REQUEST,
             )
         }
+        Err(ImportFailure::Stage(e)) => return stage_failure(ctx, e),
     };
-    state.applier.audit(
-        &auth.actor,
-        "export",
-        if get("secrets") == "encrypt" {
-            "running configuration, secrets encrypted"
-        } else {
-            "running configuration, secrets left out"
-        },
-    );
     let mut response = exported.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -525,47 +513,50 @@ pub async fn import_file(
     let text = get("text").replace("\r\n", "\n");
     let passphrase = get("passphrase");
     let revision: u64 = get("revision").trim().parse().unwrap_or(0);
-    let current = match config_ops::working(&state.applier) {
-        Ok(working) => working.text,
-        Err(e) => return internal(ctx, &e),
-    };
     let passphrase = (!passphrase.is_empty()).then_some(passphrase.as_str());
-    let imported = match tokio::task::block_in_place(|| export::import(&text, passphrase, &current))
-    {
-        Ok(imported) => imported,
-        Err(e) => {
-            return transfer(
-                ctx,
-                &state,
-                Some(e.to_string()),
-                Vec::new(),
-                StatusCode::BAD_REQUEST,
-            )
+    match config_ops::stage_import(
+        &state.applier,
+        &auth.actor,
+        revision,
+        &text,
+        passphrase,
+        "imported file",
+    ) {
+        Ok(_) => see_other("/config/review?done=imported"),
+        Err(ImportFailure::File(e)) => transfer(
+            ctx,
+            &state,
+            Some(e.to_string()),
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+        ),
+        Err(ImportFailure::Stage(StageFailure::Fields { errors, .. })) => transfer(
+            ctx,
+            &state,
+            Some("The file was not staged: it does not validate.".to_string()),
+            errors.iter().map(ToString::to_string).collect(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        Err(ImportFailure::Stage(e)) => stage_failure(ctx, e),
+    }
+}
+
+fn stage_failure(ctx: PageCtx, failure: StageFailure) -> Response {
+    match failure {
+        StageFailure::Refused(message) => {
+            error_page(ctx, StatusCode::CONFLICT, "Not staged", &message)
         }
-    };
-    let what = format!(
-        "imported file staged ({} secret(s) kept from the current configuration)",
-        imported.secrets_kept_from_current.len()
-    );
-    match config_ops::stage_text(&state.applier, &auth.actor, revision, &imported.text, &what) {
-        Ok(()) => see_other("/config/review?done=imported"),
-        Err(StageFailure::Fields { errors, .. }) => {
-            let mut messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            for missing in &imported.secrets_missing {
-                messages.push(format!("{missing}: the file left this secret out and the current configuration has none to keep"));
-            }
-            transfer(
-                ctx,
-                &state,
-                Some("The file was not staged: it does not validate.".to_string()),
-                messages,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-        }
-        Err(StageFailure::Refused(message)) => {
-            transfer(ctx, &state, Some(message), Vec::new(), StatusCode::CONFLICT)
-        }
-        Err(StageFailure::Internal(e)) => internal(ctx, &e),
+        StageFailure::Fields { errors, .. } => error_page(
+            ctx,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not staged",
+            &errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        StageFailure::Internal(e) => internal(ctx, &e),
     }
 }
 
