@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::state_files::{ensure_private_dir, write_private};
+use crate::state_files::{ensure_private_dir, replace_atomically, write_private};
 
 /// Versions kept in the history; the oldest go first beyond it.
 const MAX_HISTORY: usize = 200;
@@ -403,37 +403,12 @@ fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Writes `contents` to `path` through a synced temporary file and a rename, keeping the
-/// file's mode (0600 for a new one).
+/// Replaces the file atomically, keeping its mode (0600 for a new one).
 fn write_keeping_mode(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mode = fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o600);
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.siteward-tmp"));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(contents)
-        .and_then(|_| file.set_permissions(fs::Permissions::from_mode(mode)))
-        .and_then(|_| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-    // The rename is durable once the directory is synced.
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
+    replace_atomically(path, contents, mode)
 }
 
 #[cfg(test)]

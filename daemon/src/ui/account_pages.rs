@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::accounts::{AuthError, MIN_PASSWORD_CHARS};
 use crate::admin::AdminState;
 use crate::totp;
-use crate::ui::auth::{form_urlencoded_pairs, start_session, UiAuth};
+use crate::ui::auth::{start_session, FormBody, UiAuth};
 use crate::ui::render::{page_with_status, see_other, PageCtx};
 
 #[derive(Template)]
@@ -109,11 +109,12 @@ fn render(
 }
 
 fn field(body: &[u8], key: &str) -> String {
-    form_urlencoded_pairs(body)
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .unwrap_or_default()
+    FormBody::parse(body).get(key)
+}
+
+/// The account page again, with why the action was refused.
+fn refuse(state: &AdminState, auth: &UiAuth, status: StatusCode, message: String) -> Response {
+    render(state, auth, None, Some(message), status)
 }
 
 /// Checks the signed-in user's current password (and code), off the async threads.
@@ -137,16 +138,15 @@ pub async fn change_password(
     body: Bytes,
 ) -> Response {
     if let Err(e) = reauthenticate(&state, &auth, &body).await {
-        return render(&state, &auth, None, Some(e), StatusCode::UNAUTHORIZED);
+        return refuse(&state, &auth, StatusCode::UNAUTHORIZED, e);
     }
     let (password, confirm) = (field(&body, "password"), field(&body, "confirm"));
     if password != confirm {
-        return render(
+        return refuse(
             &state,
             &auth,
-            None,
-            Some("The two new passwords differ.".into()),
             StatusCode::BAD_REQUEST,
+            "The two new passwords differ.".into(),
         );
     }
     let accounts = state.accounts.clone();
@@ -155,13 +155,7 @@ pub async fn change_password(
         .await
         .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")));
     if let Err(e) = result {
-        return render(
-            &state,
-            &auth,
-            None,
-            Some(format!("{e}")),
-            StatusCode::BAD_REQUEST,
-        );
+        return refuse(&state, &auth, StatusCode::BAD_REQUEST, format!("{e}"));
     }
     state
         .applier
@@ -185,40 +179,35 @@ pub async fn enable_totp(
     let secret_text = field(&body, "secret");
     let Some(secret) = totp::base32_decode(&secret_text).filter(|s| s.len() == totp::SECRET_BYTES)
     else {
-        return render(
+        return refuse(
             &state,
             &auth,
-            None,
-            Some("The form's secret is damaged; start again.".into()),
             StatusCode::BAD_REQUEST,
+            "The form's secret is damaged; start again.".into(),
         );
     };
     let now = crate::config_store::unix_now();
     if !totp::verify(&secret, &field(&body, "new_code"), now) {
-        return render(
+        return refuse(
             &state,
             &auth,
-            None,
-            Some(
-                "That code does not match: check the app's clock and type the code it shows now."
-                    .into(),
-            ),
             StatusCode::BAD_REQUEST,
+            "That code does not match: check the app's clock and type the code it shows now."
+                .into(),
         );
     }
     if let Err(e) = reauthenticate(&state, &auth, &body).await {
-        return render(&state, &auth, None, Some(e), StatusCode::UNAUTHORIZED);
+        return refuse(&state, &auth, StatusCode::UNAUTHORIZED, e);
     }
     if let Err(e) = state
         .accounts
         .enable_totp(&auth.session.user, &totp::base32_encode(&secret))
     {
-        return render(
+        return refuse(
             &state,
             &auth,
-            None,
-            Some(format!("{e:#}")),
             StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
         );
     }
     state
@@ -233,15 +222,14 @@ pub async fn disable_totp(
     body: Bytes,
 ) -> Response {
     if let Err(e) = reauthenticate(&state, &auth, &body).await {
-        return render(&state, &auth, None, Some(e), StatusCode::UNAUTHORIZED);
+        return refuse(&state, &auth, StatusCode::UNAUTHORIZED, e);
     }
     if let Err(e) = state.accounts.disable_totp(&auth.session.user) {
-        return render(
+        return refuse(
             &state,
             &auth,
-            None,
-            Some(format!("{e:#}")),
             StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
         );
     }
     state
@@ -258,21 +246,19 @@ pub async fn add_user(
     let user = field(&body, "user").trim().to_string();
     let (password, confirm) = (field(&body, "password"), field(&body, "confirm"));
     if password != confirm {
-        return render(
+        return refuse(
             &state,
             &auth,
-            None,
-            Some("The two passwords differ.".into()),
             StatusCode::BAD_REQUEST,
+            "The two passwords differ.".into(),
         );
     }
     if state.accounts.account(&user).ok().flatten().is_some() {
-        return render(
+        return refuse(
             &state,
             &auth,
-            None,
-            Some(format!("\"{user}\" exists already.")),
             StatusCode::CONFLICT,
+            format!("\"{user}\" exists already."),
         );
     }
     let accounts = state.accounts.clone();
@@ -281,13 +267,7 @@ pub async fn add_user(
         .await
         .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")));
     if let Err(e) = result {
-        return render(
-            &state,
-            &auth,
-            None,
-            Some(format!("{e}")),
-            StatusCode::BAD_REQUEST,
-        );
+        return refuse(&state, &auth, StatusCode::BAD_REQUEST, format!("{e}"));
     }
     state.applier.audit(&auth.actor, "account added", &user);
     see_other("/account?done=added")
@@ -299,22 +279,15 @@ pub async fn remove_user(
     Path(name): Path<String>,
 ) -> Response {
     if name == auth.session.user {
-        return render(
+        return refuse(
             &state,
             &auth,
-            None,
-            Some("You cannot remove your own account while logged in with it.".into()),
             StatusCode::CONFLICT,
+            "You cannot remove your own account while logged in with it.".into(),
         );
     }
     if let Err(e) = state.accounts.remove(&name) {
-        return render(
-            &state,
-            &auth,
-            None,
-            Some(format!("{e:#}")),
-            StatusCode::CONFLICT,
-        );
+        return refuse(&state, &auth, StatusCode::CONFLICT, format!("{e:#}"));
     }
     state.sessions.remove_user(&name);
     state.applier.audit(&auth.actor, "account removed", &name);

@@ -383,10 +383,29 @@ fn is_local_path(path: &str) -> bool {
 
 /// The value of `name` in an `application/x-www-form-urlencoded` body.
 fn form_field(body: &[u8], name: &str) -> Option<String> {
-    form_urlencoded_pairs(body)
-        .into_iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value)
+    FormBody::parse(body).first(name)
+}
+
+/// A form body's fields, decoded.
+pub struct FormBody(Vec<(String, String)>);
+
+impl FormBody {
+    pub fn parse(body: &[u8]) -> FormBody {
+        FormBody(form_urlencoded_pairs(body))
+    }
+
+    /// The first value of `key`.
+    pub fn first(&self, key: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The first value of `key`, or "" when the form has none.
+    pub fn get(&self, key: &str) -> String {
+        self.first(key).unwrap_or_default()
+    }
 }
 
 /// Decodes a form body (`a=1&b=x%20y`); bytes that do not decode are kept as they are.

@@ -18,7 +18,7 @@ use crate::admin::AdminState;
 use crate::apply::{CommitError, Committed, DEFAULT_CONFIRM_WINDOW};
 use crate::config_ops::{self, ImportFailure, StageFailure};
 use crate::config_store::{AuditEntry, Version};
-use crate::ui::auth::{form_urlencoded_pairs, UiAuth};
+use crate::ui::auth::{FormBody, UiAuth};
 use crate::ui::render::{error_page, page, page_with_status, see_other, PageCtx};
 
 #[derive(Template)]
@@ -151,13 +151,8 @@ struct CommitForm {
 }
 
 fn commit_form(body: &[u8]) -> Result<CommitForm, String> {
-    let pairs = form_urlencoded_pairs(body);
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.trim().to_string())
-    };
+    let form = FormBody::parse(body);
+    let get = |key: &str| form.first(key).map(|v| v.trim().to_string());
     let confirm = get("confirm").is_some_and(|v| v == "on" || v == "true");
     let confirm_within = if confirm {
         // Fractions are allowed ("0.5" is 30 seconds); the Applier bounds the window.
@@ -443,14 +438,8 @@ pub async fn export_file(
     body: Bytes,
 ) -> Response {
     let ctx = PageCtx::new(&state, &auth.session, "config");
-    let pairs = form_urlencoded_pairs(&body);
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let form = FormBody::parse(&body);
+    let get = |key: &str| form.get(key);
     let passphrase = get("passphrase");
     let secrets = if get("secrets") == "encrypt" {
         SecretHandling::Encrypt {
@@ -502,14 +491,8 @@ pub async fn import_file(
     body: Bytes,
 ) -> Response {
     let ctx = PageCtx::new(&state, &auth.session, "config");
-    let pairs = form_urlencoded_pairs(&body);
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let form = FormBody::parse(&body);
+    let get = |key: &str| form.get(key);
     let text = get("text").replace("\r\n", "\n");
     let passphrase = get("passphrase");
     let revision: u64 = get("revision").trim().parse().unwrap_or(0);
