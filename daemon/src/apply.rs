@@ -141,7 +141,8 @@ impl Applier {
                 return;
             }
         };
-        self.apply(new).await;
+        // Recorded first, so that once "configuration reloaded" is logged, the history
+        // and the running version already say so.
         match self
             .store
             .record_running(&text, &Actor::daemon(), "reloaded")
@@ -149,6 +150,7 @@ impl Applier {
             Ok(version) => self.running_version.store(version, Ordering::Relaxed),
             Err(e) => tracing::error!("recording the reloaded configuration: {e:#}"),
         }
+        self.apply(new).await;
     }
 
     /// Validates `text`, writes it as the config file, records and applies it. With

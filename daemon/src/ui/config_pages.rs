@@ -16,7 +16,7 @@ use axum::response::Response;
 use axum::Extension;
 use serde::Deserialize;
 use siteward_config::edit::{self, EntryRef, ShownValue};
-use siteward_config::schema::{self, FieldType, Section};
+use siteward_config::schema::{self, FieldType};
 use siteward_config::FieldError;
 use toml_edit::DocumentMut;
 
@@ -100,11 +100,20 @@ pub struct KindQuery {
     kind: Option<String>,
 }
 
+#[derive(Deserialize)]
+pub struct DoneQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
 pub async fn overview(
     State(state): State<Arc<AdminState>>,
     Extension(auth): Extension<UiAuth>,
+    Query(query): Query<DoneQuery>,
 ) -> Response {
-    let ctx = PageCtx::new(&state, &auth.session, "config");
+    let notice = (query.done.as_deref() == Some("staged"))
+        .then(|| "Staged. Review and commit when you are done editing.".to_string());
+    let ctx = PageCtx::new(&state, &auth.session, "config").with_notice(notice);
     let working = match config_ops::working(&state.applier) {
         Ok(working) => working,
         Err(e) => return internal(ctx, &e),
@@ -314,17 +323,13 @@ async fn save(
                 EntryRef::Peer { tunnel, .. } => format!("/config/tunnels/{tunnel}"),
                 EntryRef::Single(_) | EntryRef::Item { .. } => "/config".to_string(),
             };
-            see_other(&format!("{back}?staged={}", urlencode_entry(&at)))
+            see_other(&format!("{back}?done=staged"))
         }
         Err(config_ops::StageFailure::Fields { at, errors }) => {
             let at = at.unwrap_or(match target {
                 Target::Existing(at) => at,
                 // A new entry's errors are shown on the new-entry form.
-                Target::New { section, tunnel } => EntryRef::Item {
-                    section,
-                    index: usize::MAX,
-                }
-                .with_tunnel(tunnel),
+                Target::New { section, tunnel } => new_entry(section, tunnel),
             });
             let kind = values.get("kind").cloned();
             render_form(
@@ -410,7 +415,7 @@ fn render_form(
         .unwrap_or_default();
     let prefix = if is_new { String::new() } else { at.path() };
     let (typed, errors) = refused.unwrap_or_default();
-    let (by_key, entry_errors) = split_errors(&errors, &prefix, is_new, section);
+    let (by_key, entry_errors) = split_errors(&errors, &prefix, is_new);
     let current: HashMap<&str, ShownValue> = current.into_iter().collect();
     let fields = section
         .fields_for(if section.kinds.is_empty() {
@@ -559,7 +564,6 @@ fn split_errors(
     errors: &[FieldError],
     prefix: &str,
     is_new: bool,
-    _section: &Section,
 ) -> (BTreeMap<String, String>, Vec<String>) {
     let mut by_key: BTreeMap<String, String> = BTreeMap::new();
     let mut entry = Vec::new();
@@ -625,24 +629,19 @@ fn entry_ref(section: &str, index: &str, tunnel: Option<usize>) -> Option<EntryR
     }
 }
 
-trait WithTunnel {
-    fn with_tunnel(self, tunnel: Option<usize>) -> EntryRef;
-}
-
-impl WithTunnel for EntryRef {
-    fn with_tunnel(self, tunnel: Option<usize>) -> EntryRef {
-        match (self, tunnel) {
-            (EntryRef::Item { index, .. }, Some(tunnel)) => EntryRef::Peer {
-                tunnel,
-                peer: index,
-            },
-            (entry, _) => entry,
-        }
+/// The reference the new-entry form stands for: index `usize::MAX` of its section (a peer
+/// of `tunnel` for `tunnels.peers`).
+fn new_entry(section: &'static str, tunnel: Option<usize>) -> EntryRef {
+    match tunnel {
+        Some(tunnel) => EntryRef::Peer {
+            tunnel,
+            peer: usize::MAX,
+        },
+        None => EntryRef::Item {
+            section,
+            index: usize::MAX,
+        },
     }
-}
-
-fn urlencode_entry(at: &EntryRef) -> String {
-    crate::ui::auth::urlencode(&at.path())
 }
 
 /// The submitted fields (without `csrf` and `revision`) and the revision the form was
