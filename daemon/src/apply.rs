@@ -253,8 +253,7 @@ impl Applier {
             None => "not confirmed in time".to_string(),
             Some(by) => format!("rolled back by {}", by.name),
         };
-        let (version, text) = restore_pending(&self.store, &pending, &why)?;
-        self.pending_changed.notify_one();
+        let (version, text) = restore_files(&self.store, &pending, &why)?;
         self.running_version.store(version, Ordering::Relaxed);
         match siteward_config::parse(&text, self.store.base_dir()) {
             Ok(config) => {
@@ -266,6 +265,8 @@ impl Applier {
                 tracing::error!("the restored configuration does not load: {e}");
             }
         }
+        self.store.clear_pending()?;
+        self.pending_changed.notify_one();
         Ok(true)
     }
 
@@ -423,15 +424,27 @@ pub fn restore_pending(
     pending: &Pending,
     why: &str,
 ) -> anyhow::Result<(u64, String)> {
+    let restored = restore_files(store, pending, why)?;
+    store.clear_pending()?;
+    Ok(restored)
+}
+
+/// The file, the audit line and the history entry of a restore; the pending commit is
+/// cleared by the caller once the restore is complete (applied, for a running daemon),
+/// so whoever sees it gone sees everything else done.
+fn restore_files(
+    store: &ConfigStore,
+    pending: &Pending,
+    why: &str,
+) -> anyhow::Result<(u64, String)> {
     let text = store.version_text(pending.restore_version)?;
     store.write_config_file(&text)?;
     let action = format!(
         "restored {}: version {} {why}",
         pending.restore_version, pending.version
     );
-    let version = store.add_version(&text, &Actor::daemon(), &action, "")?;
-    store.clear_pending()?;
     store.audit(&Actor::daemon(), "rollback", &action)?;
+    let version = store.add_version(&text, &Actor::daemon(), &action, "")?;
     tracing::warn!("{action}");
     Ok((version, text))
 }

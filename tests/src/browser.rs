@@ -461,7 +461,7 @@ impl Browser {
         let mut last_error = String::new();
         let done = wait_until(self.timeout, || match read() {
             Ok(value) => Some(value),
-            Err(e) if e.is_stale_element_reference() => {
+            Err(e) if e.is_stale_element_reference() || replaced_under_us(&e) => {
                 last_error = e.to_string();
                 None
             }
@@ -650,6 +650,15 @@ fn transient(e: &CmdError) -> bool {
         || e.is_stale_element_reference()
         || e.is_element_not_interactable()
         || matches!(e, CmdError::Standard(w) if w.error == ErrorStatus::ElementClickIntercepted)
+        || replaced_under_us(e)
+}
+
+/// Chromium's way of saying "stale element" when the element's document was replaced by
+/// a navigation between finding it and reading it (seen on a loaded CI box).
+fn replaced_under_us(e: &CmdError) -> bool {
+    matches!(e, CmdError::Standard(w)
+        if w.error == ErrorStatus::UnknownError
+            && w.message.contains("does not belong to the document"))
 }
 
 /// `<target>/ui-screenshots/<test binary>`, the target directory found from the test

@@ -299,6 +299,21 @@ fn stage_and_commit(ui: &UiClient<'_>, name: &str, minutes: &str) {
     assert_eq!(committed.status, 303, "{}", committed.text());
 }
 
+/// The deadline of the commit waiting for confirmation, from its file.
+fn pending_deadline_ms(daemon: &Daemon) -> u64 {
+    let path = daemon.state_dir().join("config/pending.json");
+    let pending: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("a pending commit")).unwrap();
+    pending["deadline_ms"].as_u64().unwrap()
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 fn config_has(daemon: &Daemon, name: &str) -> bool {
     std::fs::read_to_string(daemon.config_path())
         .unwrap()
@@ -317,8 +332,10 @@ fn an_unconfirmed_commit_rolls_back_and_a_confirmed_one_stays() {
 
     stage_and_commit(&ui, "trial", "0.05");
     assert!(config_has(&daemon, "trial"));
+    // The pending commit is cleared last, once the restore is recorded and applied.
+    let pending = daemon.state_dir().join("config/pending.json");
     daemon.wait_until(STATE_TIMEOUT, "the automatic rollback", || {
-        (!config_has(&daemon, "trial")).then_some(())
+        (!config_has(&daemon, "trial") && !pending.exists()).then_some(())
     });
     assert!(config_has(&daemon, "kept"));
     let history = ui.get("/config/history").text();
@@ -335,14 +352,18 @@ fn commit_confirm_survives_a_restart_in_the_confirm_window() {
         stage_and_commit(&ui, "trial", "0.15");
     }
     assert!(config_has(&daemon, "trial"));
-    assert!(daemon.state_dir().join("config/pending.json").exists());
+    let pending = daemon.state_dir().join("config/pending.json");
+    let deadline_ms = pending_deadline_ms(&daemon);
     // A crash in the window: the new process finds the pending commit and still rolls
     // it back at the deadline.
     daemon.kill_and_restart();
+    assert!(
+        unix_ms() < deadline_ms,
+        "the restart took longer than the confirm window: nothing was tested"
+    );
     daemon.wait_until(STATE_TIMEOUT, "the rollback after the restart", || {
-        (!config_has(&daemon, "trial")).then_some(())
+        (!config_has(&daemon, "trial") && !pending.exists()).then_some(())
     });
-    assert!(!daemon.state_dir().join("config/pending.json").exists());
     let ui = UiClient::login(&daemon, ADMIN, PASSWORD);
     let history = ui.get("/config/history").text();
     assert!(history.contains("not confirmed in time"), "{history}");
@@ -368,17 +389,9 @@ fn a_commit_whose_window_passed_while_the_daemon_was_down_is_restored_at_start()
     daemon.process().signal(nix::sys::signal::Signal::SIGSTOP);
     // Stopped, the daemon cannot roll back; wait out the window on the file's pending
     // deadline, then let the restart find it expired.
-    let pending: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(daemon.state_dir().join("config/pending.json")).unwrap(),
-    )
-    .unwrap();
-    let deadline_ms = pending["deadline_ms"].as_u64().unwrap();
+    let deadline_ms = pending_deadline_ms(&daemon);
     daemon.wait_until(Duration::from_secs(10), "the deadline to pass", || {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        (now_ms > deadline_ms).then_some(())
+        (unix_ms() > deadline_ms).then_some(())
     });
     daemon.kill_and_restart();
     assert!(!config_has(&daemon, "trial"));
