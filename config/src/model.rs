@@ -194,6 +194,10 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// Certificate and key to serve; `None` means a self-signed pair kept in the state directory.
     pub tls: Option<AdminTls>,
+    /// A web UI session ends after this long without a request...
+    pub session_idle: Duration,
+    /// ...or this long after login, whichever comes first.
+    pub session_lifetime: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

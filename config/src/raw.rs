@@ -19,6 +19,8 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    pub session_idle: Option<String>,
+    pub session_lifetime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -48,6 +48,9 @@ const SECRET_KEYS: &[&str] = &[
 ];
 const DEFAULT_STATE_DIR: &str = "/var/lib/siteward";
 const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8443";
+/// OPNsense-like web UI session limits.
+const DEFAULT_SESSION_IDLE: &str = "4h";
+const DEFAULT_SESSION_LIFETIME: &str = "12h";
 const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9108";
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -489,9 +492,43 @@ fn admin(raw: RawAdmin, base_dir: &Path, errors: &mut Errors) -> Option<Admin> {
             None
         }
     };
+    let session_idle = duration(
+        raw.session_idle.as_deref().unwrap_or(DEFAULT_SESSION_IDLE),
+        "admin.session_idle",
+        errors,
+    );
+    let session_lifetime = duration(
+        raw.session_lifetime
+            .as_deref()
+            .unwrap_or(DEFAULT_SESSION_LIFETIME),
+        "admin.session_lifetime",
+        errors,
+    );
+    for (value, key) in [
+        (session_idle, "admin.session_idle"),
+        (session_lifetime, "admin.session_lifetime"),
+    ] {
+        if value.is_some_and(|d| d < Duration::from_secs(1)) {
+            errors.push(key, "must be at least 1s");
+        }
+    }
+    if let (Some(idle), Some(lifetime)) = (session_idle, session_lifetime) {
+        if idle > lifetime {
+            errors.push(
+                "admin.session_idle",
+                format!(
+                    "{} is longer than session_lifetime ({}): it would never apply",
+                    humantime::format_duration(idle),
+                    humantime::format_duration(lifetime)
+                ),
+            );
+        }
+    }
     Some(Admin {
         listen: listen?,
         tls: tls?,
+        session_idle: session_idle?,
+        session_lifetime: session_lifetime?,
     })
 }
 
@@ -1478,7 +1515,16 @@ mod tests {
     #[test]
     fn keys_of_reads_the_struct_fields() {
         assert_eq!(keys_of::<RawAppliance>(), ["name", "state_dir"]);
-        assert_eq!(keys_of::<RawAdmin>(), ["listen", "cert_file", "key_file"]);
+        assert_eq!(
+            keys_of::<RawAdmin>(),
+            [
+                "listen",
+                "cert_file",
+                "key_file",
+                "session_idle",
+                "session_lifetime"
+            ]
+        );
         assert_eq!(keys_of::<RawMetrics>(), ["listen"]);
     }
 

@@ -88,7 +88,7 @@ fn unknown_keys_are_reported_at_their_own_path() {
     assert_only_error(
         &format!("{HEAD}[admin]\nport = 8443\n"),
         "admin.port",
-        "unknown key (expected one of listen, cert_file, key_file)",
+        "unknown key (expected one of listen, cert_file, key_file, session_idle, session_lifetime)",
     );
     assert_only_error(
         &format!("{HEAD}[metrics]\npath = \"/metrics\"\n"),
@@ -1367,4 +1367,38 @@ target = "pbx.corp.example"
         .map(|c| c.probe.kind())
         .collect();
     assert_eq!(kinds, CHECK_KINDS);
+}
+
+#[test]
+fn web_ui_sessions_default_to_4h_idle_and_12h_at_most() {
+    let config = parse_ok(HEAD);
+    assert_eq!(config.admin.session_idle, Duration::from_secs(4 * 3600));
+    assert_eq!(
+        config.admin.session_lifetime,
+        Duration::from_secs(12 * 3600)
+    );
+    let config = parse_ok(&format!(
+        "{HEAD}[admin]\nsession_idle = \"15m\"\nsession_lifetime = \"8h\"\n"
+    ));
+    assert_eq!(config.admin.session_idle, Duration::from_secs(15 * 60));
+    assert_eq!(config.admin.session_lifetime, Duration::from_secs(8 * 3600));
+}
+
+#[test]
+fn web_ui_session_limits_must_make_sense() {
+    assert_only_error(
+        &format!("{HEAD}[admin]\nsession_idle = \"13h\"\n"),
+        "admin.session_idle",
+        "longer than session_lifetime (12h)",
+    );
+    assert_only_error(
+        &format!("{HEAD}[admin]\nsession_idle = \"0s\"\n"),
+        "admin.session_idle",
+        "at least 1s",
+    );
+    assert_only_error(
+        &format!("{HEAD}[admin]\nsession_idle = \"soon\"\n"),
+        "admin.session_idle",
+        "not a duration",
+    );
 }

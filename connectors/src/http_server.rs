@@ -63,6 +63,10 @@ pub fn tls_server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<Server
     Ok(Arc::new(server))
 }
 
+/// The client's address, put in every request's extensions (audit logs, rate limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
+
 /// Serves `service` on `listener` until `shutdown` is cancelled, then drains.
 pub async fn serve<S, B>(
     listener: TcpListener,
@@ -105,7 +109,11 @@ pub async fn serve<S, B>(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let service = service.clone();
+        let inner = service.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(RemoteAddr(peer));
+            inner.call(request)
+        });
         let watcher = graceful.watcher();
         let name = name.clone();
         tokio::spawn(async move {

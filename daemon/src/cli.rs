@@ -22,6 +22,9 @@ pub enum Command {
     Run(RunArgs),
     /// Validate a configuration file; prints every error with its field path, exits 1 if any.
     CheckConfig(CheckConfigArgs),
+    /// Set a web UI user's password (creating the user if needed); reads it from standard
+    /// input (without echo on a terminal).
+    Passwd(PasswdArgs),
     /// Manage the bearer tokens of the admin API.
     Token(TokenArgs),
     /// WireGuard keys: `genkey` prints a new private key, `pubkey` reads one on stdin and
@@ -130,4 +133,13 @@ pub enum SpoolAction {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    /// Configuration file (its `appliance.state_dir` holds the accounts).
+    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// The user, 1-64 of [A-Za-z0-9._@-].
+    pub user: String,
 }

@@ -2,16 +2,25 @@
 //! prints errors; each subcommand lives in its own module.
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod admin;
+mod apply;
 mod cli;
 mod commands;
+mod config_ops;
+mod config_store;
 mod control;
+mod diagnostics;
 mod forwarding;
+mod log_view;
 mod logging;
 mod metrics;
+mod sessions;
 mod state_files;
 mod supervisor;
 mod tokens;
+mod totp;
+mod ui;
 
 use std::process::ExitCode;
 

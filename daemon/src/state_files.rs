@@ -3,7 +3,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::Context;
@@ -20,16 +20,23 @@ pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating directory {}", dir.display()))
 }
 
-/// Writes `contents` to `path` with mode 0600: to a temporary file beside it, synced,
-/// then renamed over the old one.
+/// Writes `contents` to `path` with mode 0600 (in a 0700 directory, created if needed):
+/// to a temporary file beside it, synced, then renamed over the old one.
 pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    ensure_private_dir(dir)?;
+    ensure_private_dir(directory_of(path))?;
+    replace_atomically(path, contents, 0o600)
+}
+
+/// Replaces `path` with `contents` the same way, giving the new file `mode`; the
+/// directory's entry is synced too, so the rename survives a power cut.
+pub fn replace_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    let dir = directory_of(path);
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp"));
+    // Created 0600 whatever the final mode, so a secret is never readable in between.
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -38,9 +45,21 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
     file.write_all(contents)
+        .and_then(|_| file.set_permissions(fs::Permissions::from_mode(mode)))
         .and_then(|_| file.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+    fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
+/// The directory holding `path` ("." for a bare file name, never "").
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub struct DaemonOptions {
     pub listen_ip: IpAddr,
     /// `--log-level` (tracing filter), e.g. `info` or `debug`.
     pub log_level: String,
+    /// More `[admin]` lines (`session_idle = "2s"`).
+    pub admin_extra: String,
 }
 
 impl Default for DaemonOptions {
@@ -32,6 +34,7 @@ impl Default for DaemonOptions {
             netns: None,
             listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             log_level: "info".into(),
+            admin_extra: String::new(),
         }
     }
 }
@@ -439,7 +442,8 @@ pub fn json_line(line: &str) -> Option<Value> {
 fn config_text(name: &str, options: &DaemonOptions, dir: &Path, checks: &str) -> String {
     let listen = SocketAddr::new(options.listen_ip, 0);
     format!(
-        "[appliance]\nname = \"{name}\"\nstate_dir = \"{}\"\n\n[admin]\nlisten = \"{listen}\"\n\n[metrics]\nlisten = \"{listen}\"\n\n{checks}\n",
-        dir.join("state").display()
+        "[appliance]\nname = \"{name}\"\nstate_dir = \"{}\"\n\n[admin]\nlisten = \"{listen}\"\n{}\n[metrics]\nlisten = \"{listen}\"\n\n{checks}\n",
+        dir.join("state").display(),
+        options.admin_extra,
     )
 }

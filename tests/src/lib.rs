@@ -19,11 +19,14 @@
 //! - [`strongswan`]: the real strongSwan charon (kernel-libipsec, user-space ESP) in a
 //!   namespace, driven by swanctl ([`Charon`]), and the two-site topology of the IPsec
 //!   suites ([`strongswan::SitePair`]); [`pki`]: a test CA, intermediates and leaves.
+//! - [`Browser`]: a headless Chromium driven over WebDriver (chromedriver), with blocking
+//!   actions, bounded waits that fail with the page's text and screenshots kept as artifacts.
 //!
 //! The binary is `<target>/debug/siteward` next to the test executable, or `SITEWARD_BIN`.
 //! Build it first: `cargo build -p siteward` (CI runs `cargo build --workspace --bins`).
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod daemon;
 pub mod http;
 pub mod ipsec;
@@ -34,8 +37,10 @@ pub mod platform;
 pub mod process;
 pub mod simulator;
 pub mod strongswan;
+pub mod webui;
 pub mod wireguard;
 
+pub use browser::Browser;
 pub use daemon::{json_line, last_detail, Daemon, DaemonOptions};
 pub use metrics::{promtool_check, Scrape};
 pub use netns::Netns;

@@ -1,5 +1,6 @@
-//! The REST API under `/api/v1/`. Everything but `/api/v1/health` needs a bearer token;
-//! an unauthenticated request gets 401 for any path, so the API's shape does not leak.
+//! The REST API under `/api/v1/`. Everything but `/api/v1/health` and `/api/v1/openapi.json`
+//! (the same for every appliance of a version) needs a bearer token; an unauthenticated
+//! request gets 401 for any other path, so which checks or tunnels exist does not leak.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,7 +19,10 @@ use siteward_connectors::Outcome;
 use siteward_netstack::{PeerStatus, RekeyError, RekeyTarget, TunnelStatus, Tunnels};
 use std::sync::atomic::Ordering;
 
+use crate::accounts::AccountStore;
+use crate::apply::Applier;
 use crate::forwarding::Forwarding;
+use crate::sessions::{LoginLimiter, Sessions};
 use crate::tokens::TokenStore;
 
 /// What the API handlers share.
@@ -29,6 +33,18 @@ pub struct AdminState {
     pub tokens: TokenStore,
     pub appliance: String,
     pub started: Instant,
+    /// Commits, rollbacks, the history and the audit log.
+    pub applier: Arc<Applier>,
+    /// Web UI accounts, sessions and the login rate limit.
+    pub accounts: AccountStore,
+    pub sessions: Sessions,
+    pub login_limiter: LoginLimiter,
+    /// The dashboard's previous counter readings, for rates.
+    pub rates: crate::ui::Rates,
+    /// The Tools' diagnostics (ping, TCP, DNS, one-shot checks) with their limits.
+    pub diagnostics: Arc<crate::diagnostics::Diagnostics>,
+    /// The live log view.
+    pub log_view: crate::log_view::LogView,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -37,9 +53,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(super::openapi::serve))
         .merge(protected)
+        .with_state(state.clone())
+        .merge(crate::ui::router(state))
         .layer(middleware::from_fn(security_headers))
-        .with_state(state)
 }
 
 /// The same API without bearer tokens, for the control socket: only root can open it
@@ -47,6 +65,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
 pub fn local_router(state: Arc<AdminState>) -> Router {
     resources()
         .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(super::openapi::serve))
         .fallback(not_found)
         .with_state(state)
 }
@@ -66,11 +85,18 @@ fn resources() -> Router<Arc<AdminState>> {
         .route("/api/v1/spool/dead-letters", get(spool_dead_letters))
         .route("/api/v1/spool/replay", post(spool_replay))
         .route("/api/v1/spool/purge", post(spool_purge))
+        .merge(super::tools::routes())
+        .merge(super::config_api::routes())
 }
+
+/// The name of the API token a request presented, put in its extensions by
+/// [`require_token`] (the audit log's "who"; never the token itself).
+#[derive(Debug, Clone)]
+pub struct TokenName(pub String);
 
 async fn require_token(
     State(state): State<Arc<AdminState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let presented = request
@@ -80,7 +106,10 @@ async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented.and_then(|token| state.tokens.verify(token)) {
-        Some(_) => next.run(request).await,
+        Some(name) => {
+            request.extensions_mut().insert(TokenName(name));
+            next.run(request).await
+        }
         None => {
             let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
             response.headers_mut().insert(
@@ -92,10 +121,27 @@ async fn require_token(
     }
 }
 
+/// Scripts and styles from this origin only (no inline script, no eval), no framing, no
+/// caching of anything but the embedded assets.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+    frame-ancestors 'none'; base-uri 'none'";
+
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

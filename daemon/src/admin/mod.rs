@@ -1,7 +1,10 @@
 //! The HTTPS admin listener: REST API now, web UI later.
 
 mod api;
+mod config_api;
+pub mod openapi;
 pub mod tls;
+pub mod tools;
 
 pub use api::{local_router, router, spool_view, status_view, AdminState};
 

@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+mod passwd;
 pub mod simulate;
 mod spool;
 mod wg;
@@ -15,6 +16,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(args),
         Command::CheckConfig(args) => Ok(check_config(args)),
+        Command::Passwd(args) => passwd::run(args),
         Command::Token(args) => token(args),
         Command::Wg { action } => wg::run(action),
         Command::Spool(args) => spool::run(args),
