@@ -162,9 +162,9 @@ pub fn answer(request: &Message, options: &Options, source: Option<SocketAddr>) 
             &format!("Bad Request (missing {missing})"),
             source,
         )
-    } else if !request
+    } else if request
         .cseq()
-        .is_some_and(|(_, cseq_method)| cseq_method == method)
+        .is_none_or(|(_, cseq_method)| cseq_method != method)
     {
         with_reason(
             request,
