@@ -1,6 +1,7 @@
 //! `siteward demo` as a newcomer runs it: it comes up (tunnel, every check green, events
 //! at the platform), the URLs and tokens it prints work from this host, and it removes
-//! everything it made: on Ctrl-C, and, after a SIGKILL, with `siteward demo --cleanup`.
+//! everything it made: on Ctrl-C, and, after a SIGKILL, at the start of the next demo and
+//! with `siteward demo --cleanup`.
 //!
 //! The demo's names and addresses are fixed (one demo at a time), so the tests here take
 //! turns, and a guard runs `siteward demo --cleanup` whatever happens.
@@ -273,19 +274,16 @@ fn the_demo_comes_up_its_urls_answer_and_ctrl_c_removes_everything() {
     assert_nothing_left(&pids);
 }
 
-#[test]
-fn a_demo_killed_with_sigkill_is_removed_by_cleanup() {
-    let _turn = ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner());
-    let _guard = CleanupGuard;
+/// Starts a demo, waits until its lab runs, kills it with SIGKILL and checks what it left:
+/// its namespaces, the host's link and its processes. Returns their PIDs.
+fn kill_a_running_demo() -> (ChildProcess, Vec<u32>) {
     let mut demo = start_demo();
     wait_line(&demo, "demo: tunnel up", COME_UP);
     let pids = pids_in_namespaces();
     assert_eq!(pids.len(), 8, "processes in the lab: {pids:?}");
-
     demo.signal(Signal::SIGKILL);
     demo.wait_timeout(TEAR_DOWN)
         .expect("the demo dies of SIGKILL");
-    // What a killed demo leaves: its namespaces, the host's link, its processes.
     for ns in NAMESPACES {
         assert!(
             Path::new("/run/netns").join(ns).exists(),
@@ -294,7 +292,34 @@ fn a_demo_killed_with_sigkill_is_removed_by_cleanup() {
     }
     assert!(Path::new("/sys/class/net/swdemo-host").exists());
     assert!(pids.iter().all(|p| is_running(*p)), "{pids:?}");
+    (demo, pids)
+}
 
+#[test]
+fn what_a_killed_demo_leaves_is_removed_by_the_next_demo_and_by_cleanup() {
+    let _turn = ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = CleanupGuard;
+
+    // The next demo removes the leftovers first, then comes up in their place.
+    let (_killed, pids) = kill_a_running_demo();
+    let mut next = start_demo();
+    let removed = wait_line(
+        &next,
+        "demo: removed what an earlier demo left behind: ",
+        COME_UP,
+    );
+    for what in ["namespace swdemo-appliance", "link swdemo-host"] {
+        assert!(removed.contains(what), "{removed}");
+    }
+    assert!(pids.iter().all(|p| !is_running(*p)), "{pids:?}");
+    wait_line(&next, "demo: tunnel up", COME_UP);
+    next.signal(Signal::SIGKILL);
+    next.wait_timeout(TEAR_DOWN)
+        .expect("the demo dies of SIGKILL");
+
+    // `--cleanup` removes them and nothing else happens.
+    let pids = pids_in_namespaces();
+    assert_eq!(pids.len(), 8, "processes in the lab: {pids:?}");
     let out = Command::new(siteward_bin())
         .args(["demo", "--cleanup"])
         .output()

@@ -134,9 +134,9 @@ fn bring_up(lab: &mut Lab, signals: &Signals, timeout: Duration) -> anyhow::Resu
         }
         down.is_empty().then_some(())
     });
-    all_up.with_context(|| format!("checks not up: {}", down.join(", ")))?;
+    all_up.with_context(|| format!("not up: {}", down.join(", ")))?;
 
-    let platform_log = files.platform_log(lab);
+    let platform_log = lab.log_path(topology::PLATFORM);
     let platform_events = wait_for(
         lab,
         signals,
@@ -187,7 +187,7 @@ fn wait_for<T>(
         if Instant::now() >= deadline {
             anyhow::bail!(
                 "waited in vain for {what}; the end of the appliance's log:\n{}",
-                lab::log_tail(&lab.log_path("appliance"), 15)
+                lab::log_tail(&lab.log_path(topology::APPLIANCE), 15)
             );
         }
         signals.pause(POLL)?;
@@ -221,7 +221,7 @@ fn print_ready(lab: &Lab, ready: &Ready) {
     println!(
         "  platform     {} events received so far (log {})",
         ready.platform_events,
-        ready.files.platform_log(lab).display()
+        lab.log_path(topology::PLATFORM).display()
     );
     println!("  logs         {}", lab.log_dir().display());
     println!(

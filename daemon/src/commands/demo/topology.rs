@@ -73,6 +73,10 @@ pub const WEBHOOK_PATH: &str = "/hooks/demo";
 pub const TUNNEL_NAME: &str = "cloud";
 pub const PLATFORM_URL: &str = "https://10.99.0.1/v1/events";
 
+/// The names (and log files) of the appliance's and the platform receiver's processes.
+pub const APPLIANCE: &str = "appliance";
+pub const PLATFORM: &str = "platform";
+
 /// The appliance's checks, one per kind the lab offers; all of them go green.
 pub const CHECKS: [&str; 7] = [
     "erp-db-listener",
@@ -95,12 +99,6 @@ pub struct Files {
     ami_secret: PathBuf,
     /// Created before the appliance starts, so the demo can print it.
     pub api_token: String,
-}
-
-impl Files {
-    pub fn platform_log(&self, lab: &Lab) -> PathBuf {
-        lab.log_path("platform")
-    }
 }
 
 /// Writes keys, secrets, the platform's certificate and both configurations (checked as
@@ -419,7 +417,7 @@ pub fn processes(files: &Files) -> Vec<Spec> {
             &[&"run", &"--config", &files.cloud_config, &log[0], &log[1]],
         ),
         spec(
-            "platform",
+            PLATFORM,
             NS_CLOUD,
             &[
                 &"simulate",
@@ -503,7 +501,7 @@ pub fn processes(files: &Files) -> Vec<Spec> {
             &[&"simulate", &"sip", &"--listen", &sip, &log[0], &log[1]],
         ),
         spec(
-            "appliance",
+            APPLIANCE,
             NS_APPLIANCE,
             &[
                 &"run",
