@@ -135,6 +135,10 @@ impl Lab {
             .stdout(file)
             .stderr(stderr)
             .env("NO_COLOR", "1")
+            // Started from a service, the lab's daemons are not that service.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .process_group(0)
             .spawn()
             .with_context(|| format!("starting {} in {}", spec.name, spec.netns))?;
