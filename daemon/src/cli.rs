@@ -63,6 +63,11 @@ pub struct RunArgs {
     /// Configuration file.
     #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+    /// Run even as root (the daemon still drops every capability but CAP_NET_ADMIN,
+    /// CAP_NET_BIND_SERVICE and CAP_NET_RAW); without it root is refused, since the
+    /// service runs as the `siteward` user with those capabilities.
+    #[arg(long)]
+    pub allow_root: bool,
     #[command(flatten)]
     pub log: LogArgs,
 }

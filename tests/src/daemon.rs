@@ -390,6 +390,8 @@ fn launch(
         .arg("run")
         .arg("--config")
         .arg(dir.join("siteward.toml"))
+        // The suites run as root; the daemon refuses root without this.
+        .arg("--allow-root")
         .args(["--log-format", "json", "--log-level", &options.log_level])
         .env_remove("SITEWARD_LOG")
         .current_dir(dir);
