@@ -414,7 +414,15 @@ pub fn processes(files: &Files) -> Vec<Spec> {
         spec(
             "cloud",
             NS_CLOUD,
-            &[&"run", &"--config", &files.cloud_config, &log[0], &log[1]],
+            // The lab runs as root by nature (namespaces, TUN devices).
+            &[
+                &"run",
+                &"--allow-root",
+                &"--config",
+                &files.cloud_config,
+                &log[0],
+                &log[1],
+            ],
         ),
         spec(
             PLATFORM,
@@ -505,6 +513,7 @@ pub fn processes(files: &Files) -> Vec<Spec> {
             NS_APPLIANCE,
             &[
                 &"run",
+                &"--allow-root",
                 &"--config",
                 &files.appliance_config,
                 &log[0],
