@@ -38,6 +38,24 @@ pub enum Command {
     Spool(SpoolArgs),
     /// Serve a protocol simulator (for tests, and for checking a firewall path like `niping -s`).
     Simulate(crate::commands::simulate::SimulateArgs),
+    /// A live demo (as root): the appliance in a lab of network namespaces, with its tunnel
+    /// up, checks green, events flowing to a platform, and its web UI open.
+    ///
+    /// Builds three network namespaces: swdemo-cloud (the far end of a WireGuard tunnel, a
+    /// second `siteward run`, and a receiver of the uplink), swdemo-site (a site LAN with
+    /// simulators of an Oracle TNS listener, an SAP gateway, a SAProuter, an Asterisk AMI
+    /// and a SIP peer) and swdemo-appliance (`siteward run` between them, with a check of
+    /// each kind, the AMI connector and a webhook feeding the spool and the uplink). A veth
+    /// link (swdemo-host, 198.51.100.1/30) reaches the appliance from this host, so a
+    /// browser here opens its web UI at https://198.51.100.2:8443/. Every process is this
+    /// binary; only iproute2's `ip` is needed. Prints progress, then the URLs, the setup
+    /// token and an API token, and runs until stopped.
+    ///
+    /// Ctrl-C (SIGINT), SIGTERM or SIGHUP stop every process and remove the namespaces,
+    /// the link and /run/swdemo-<pid> (configurations, state, logs). If the demo is killed
+    /// with SIGKILL, the next `siteward demo`, or `siteward demo --cleanup`, finds what it
+    /// left by the swdemo- prefix and removes it. One demo runs at a time.
+    Demo(crate::commands::demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +63,11 @@ pub struct RunArgs {
     /// Configuration file.
     #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+    /// Run even as root (the daemon still drops every capability but CAP_NET_ADMIN,
+    /// CAP_NET_BIND_SERVICE and CAP_NET_RAW); without it root is refused, since the
+    /// service runs as the `siteward` user with those capabilities.
+    #[arg(long)]
+    pub allow_root: bool,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -15,6 +15,8 @@ mod forwarding;
 mod log_view;
 mod logging;
 mod metrics;
+mod privileges;
+mod sd_notify;
 mod sessions;
 mod state_files;
 mod supervisor;
@@ -28,6 +30,13 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if let cli::Command::Run(args) = &cli.command {
+        // Here, before the runtime starts its threads: they inherit these capabilities.
+        if let Err(e) = privileges::confine(args.allow_root) {
+            eprintln!("siteward: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     match commands::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -22,6 +22,7 @@ use crate::config_store::{unix_now, Actor, ConfigStore};
 use crate::control;
 use crate::forwarding::Forwarding;
 use crate::metrics::{self, DaemonStats, MetricsState};
+use crate::sd_notify::{self, Notifier};
 use crate::sessions::{LoginLimiter, Sessions};
 use crate::state_files::ensure_private_dir;
 use crate::tokens::TokenStore;
@@ -66,6 +67,15 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let notifier = Arc::new(Notifier::from_env().unwrap_or_else(|e| {
+        tracing::warn!(error = %format!("{e:#}"), "not sending systemd notifications");
+        Notifier::disabled()
+    }));
+    tracing::info!(
+        uid = nix::unistd::geteuid().as_raw(),
+        capabilities = %crate::privileges::describe_effective(),
+        "privileges"
+    );
     let state_dir = &config.appliance.state_dir;
     ensure_private_dir(state_dir).context("preparing the state directory")?;
     let tls = admin::tls::server_config(&config).context("preparing the admin API certificate")?;
@@ -181,15 +191,36 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         config = %config_path.display(),
         "siteward running"
     );
+    notifier.ready(&status_line(&config));
+    let (liveness, mut liveness_requests) = sd_notify::liveness_channel();
+    match sd_notify::watchdog_interval_from_env() {
+        Ok(Some(interval)) => {
+            tracing::info!("feeding systemd's watchdog every {interval:?}");
+            tokio::spawn(sd_notify::feed_watchdog(
+                notifier.clone(),
+                liveness,
+                interval,
+                shutdown.clone(),
+            ));
+        }
+        Ok(None) => drop(liveness),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "not feeding systemd's watchdog"),
+    }
 
     loop {
         tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = sighup.recv() => applier.reload_from_disk().await,
+            _ = sighup.recv() => {
+                notifier.reloading();
+                applier.reload_from_disk().await;
+                notifier.ready(&status_line(&applier.running()));
+            }
+            Some(reply) = liveness_requests.recv() => { let _ = reply.send(()); }
         }
     }
 
+    notifier.stopping();
     shutdown.cancel();
     forwarding.shutdown().await;
     engine.shutdown().await;
@@ -233,4 +264,16 @@ fn status_report(
         let spool = forwarding.upgrade().map(|f| admin::spool_view(&f));
         admin::status_view(&engine, &tunnels, spool)
     })
+}
+
+/// The line `systemctl status` shows for a running configuration.
+fn status_line(config: &Config) -> String {
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "running: {}, {}, {}, {}",
+        count(config.checks.len(), "check"),
+        count(config.tunnels.len(), "tunnel"),
+        count(config.connectors.len(), "connector"),
+        count(config.relays.len(), "relay"),
+    )
 }

@@ -581,6 +581,7 @@ fn a_commit_the_daemon_cannot_start_with_is_rolled_back_at_once() {
         siteward_tests::siteward_bin(),
         [
             "run".as_ref(),
+            "--allow-root".as_ref(),
             "--config".as_ref(),
             daemon.config_path().as_os_str(),
         ],

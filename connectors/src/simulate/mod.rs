@@ -16,8 +16,10 @@ use tracing::{info, warn};
 
 pub mod asterisk_ami;
 pub mod oracle_tns;
+pub mod platform;
 pub mod sap_ni;
 pub mod saprouter;
+pub mod sip;
 
 /// Accepts connections until `shutdown`, running `handler` for each in its own task
 /// (also stopped by `shutdown`) and logging how it ended; returns once every

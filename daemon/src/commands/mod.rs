@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+pub mod demo;
 mod passwd;
 pub mod simulate;
 mod spool;
@@ -21,6 +22,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wg { action } => wg::run(action),
         Command::Spool(args) => spool::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }
 

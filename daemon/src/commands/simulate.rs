@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use siteward_connectors::simulate::{asterisk_ami, oracle_tns, sap_ni, saprouter};
+use siteward_connectors::simulate::{platform, sip};
 use tokio::net::TcpListener;
+use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +53,21 @@ pub enum SimulatorKind {
         #[command(flatten)]
         options: asterisk_ami::Options,
     },
+    /// A SIP peer (a PBX's SIP stack) answering OPTIONS over UDP and TCP on one port.
+    Sip {
+        #[command(flatten)]
+        listen: ListenArgs,
+        #[command(flatten)]
+        options: sip::Options,
+    },
+    /// A receiver of the uplink (HTTPS, bearer token), standing in for the cloud
+    /// platform: counts and deduplicates events, answers per the uplink HTTP contract.
+    Platform {
+        #[command(flatten)]
+        listen: ListenArgs,
+        #[command(flatten)]
+        options: platform::Options,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +106,13 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             SimulatorKind::AsteriskAmi { listen, options } => {
                 asterisk_ami::serve(bind(&listen, "asterisk-ami").await?, options, shutdown).await
             }
+            SimulatorKind::Sip { listen, options } => {
+                let (udp, tcp) = bind_udp_and_tcp(&listen, "sip").await?;
+                sip::serve(udp, tcp, options, shutdown).await
+            }
+            SimulatorKind::Platform { listen, options } => {
+                platform::serve(bind(&listen, "platform").await?, options, shutdown).await
+            }
         }
         .context("serving the simulator")?;
         Ok(ExitCode::SUCCESS)
@@ -104,4 +128,23 @@ async fn bind(args: &ListenArgs, kind: &str) -> anyhow::Result<TcpListener> {
         .context("reading the listener's address")?;
     tracing::info!(listener = kind, addr = %bound, "listening");
     Ok(listener)
+}
+
+/// A UDP socket on `args.listen` and a TCP listener on the same address and port (the
+/// port the kernel gave the UDP socket, when 0 was asked for), as SIP listens on both.
+async fn bind_udp_and_tcp(
+    args: &ListenArgs,
+    kind: &str,
+) -> anyhow::Result<(UdpSocket, TcpListener)> {
+    let udp = UdpSocket::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the {kind} simulator to UDP {}", args.listen))?;
+    let bound = udp
+        .local_addr()
+        .context("reading the UDP socket's address")?;
+    let tcp = TcpListener::bind(bound)
+        .await
+        .with_context(|| format!("binding the {kind} simulator to TCP {bound}"))?;
+    tracing::info!(listener = kind, addr = %bound, "listening");
+    Ok((udp, tcp))
 }
