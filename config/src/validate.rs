@@ -12,6 +12,7 @@ use serde::de::{DeserializeOwned, Visitor};
 use crate::connectors::{report_collisions, Listener};
 use crate::model::*;
 use crate::raw::{keys_of_kind, RawAdmin, RawAppliance, RawCheck, RawMetrics, RawSpool, RawUplink};
+use crate::schema::is_secret_key;
 use crate::{FieldError, Secret};
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -36,16 +37,6 @@ const COMMON_CHECK_KEYS: &[&str] = &[
     "fall",
     "source",
     "interface",
-];
-/// Keys whose values must not appear in error messages.
-const SECRET_KEYS: &[&str] = &[
-    "secret",
-    "route_password",
-    "private_key",
-    "preshared_key",
-    "psk",
-    "hmac_secret",
-    "token",
 ];
 const DEFAULT_STATE_DIR: &str = "/var/lib/siteward";
 const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8443";
@@ -365,7 +356,7 @@ pub(crate) fn decode_table<T: DeserializeOwned>(
                 };
                 let message = match &key {
                     // serde quotes the offending value; a secret's must not reach a log.
-                    Some(k) if SECRET_KEYS.contains(&k.as_str()) => {
+                    Some(k) if is_secret_key(k) => {
                         "must be a string (value not shown: it is a secret)".to_string()
                     }
                     _ => e.into_inner().message().trim_end().to_string(),
