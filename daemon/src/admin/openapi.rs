@@ -1662,14 +1662,3 @@ mod tests {
         assert!(references > OPERATIONS.len());
     }
 }
-#[cfg(test)]
-mod dump_tmp {
-    #[test]
-    fn dump_openapi_tmp() {
-        std::fs::write(
-            std::env::var("OPENAPI_DUMP").unwrap(),
-            serde_json::to_string_pretty(super::document()).unwrap(),
-        )
-        .unwrap();
-    }
-}
