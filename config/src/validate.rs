@@ -3,6 +3,7 @@
 use std::collections::hash_map::{Entry, HashMap};
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use serde::de::{DeserializeOwned, Visitor};
 use crate::connectors::{report_collisions, Listener};
 use crate::model::*;
 use crate::raw::{keys_of_kind, RawAdmin, RawAppliance, RawCheck, RawMetrics, RawSpool, RawUplink};
+use crate::schema::is_secret_key;
 use crate::{FieldError, Secret};
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -35,16 +37,6 @@ const COMMON_CHECK_KEYS: &[&str] = &[
     "fall",
     "source",
     "interface",
-];
-/// Keys whose values must not appear in error messages.
-const SECRET_KEYS: &[&str] = &[
-    "secret",
-    "route_password",
-    "private_key",
-    "preshared_key",
-    "psk",
-    "hmac_secret",
-    "token",
 ];
 const DEFAULT_STATE_DIR: &str = "/var/lib/siteward";
 const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8443";
@@ -82,7 +74,7 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<FieldErro
     let table: toml::Table = match text.parse() {
         Ok(table) => table,
         Err(e) => {
-            errors.push("", toml_syntax_error(text, &e));
+            errors.push("", toml_syntax_error(text, e.message(), e.span()));
             return Err(errors.0);
         }
     };
@@ -171,13 +163,14 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<FieldErro
     }
 }
 
-/// One line, `line:column` first, instead of toml's multi-line snippet, so it reads well in
-/// a list of errors and in a JSON log line.
-fn toml_syntax_error(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim_end().replace('\n', "; ");
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+/// A TOML syntax error (`toml`'s or `toml_edit`'s message and span) on one line,
+/// `line:column` first, instead of toml's multi-line snippet: it reads well in a list of
+/// errors and in a JSON log line, and it never quotes the file, whose line could hold a
+/// secret. A span that is not at a character boundary of `text` gives no position.
+pub(crate) fn toml_syntax_error(text: &str, message: &str, span: Option<Range<usize>>) -> String {
+    let message = message.trim_end().replace('\n', "; ");
+    match span.and_then(|span| text.get(..span.start.min(text.len()))) {
+        Some(before) => {
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
             format!("not valid TOML at line {line}, column {column}: {message}")
@@ -363,7 +356,7 @@ pub(crate) fn decode_table<T: DeserializeOwned>(
                 };
                 let message = match &key {
                     // serde quotes the offending value; a secret's must not reach a log.
-                    Some(k) if SECRET_KEYS.contains(&k.as_str()) => {
+                    Some(k) if is_secret_key(k) => {
                         "must be a string (value not shown: it is a secret)".to_string()
                     }
                     _ => e.into_inner().message().trim_end().to_string(),
@@ -1543,12 +1536,32 @@ mod tests {
     fn syntax_error_gives_line_and_column_on_one_line() {
         let text = "[appliance]\nname = \"a\"\nlisten = = 3\n";
         let e = text.parse::<toml::Table>().unwrap_err();
-        let message = toml_syntax_error(text, &e);
+        let message = toml_syntax_error(text, e.message(), e.span());
         assert!(
             message.starts_with("not valid TOML at line 3, column 10: "),
             "{message}"
         );
         assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn syntax_error_columns_count_characters_and_odd_spans_do_not_panic() {
+        let text = "[appliance]\nname = \"Bäckerei\" x\n";
+        let e = text.parse::<toml::Table>().unwrap_err();
+        let message = toml_syntax_error(text, e.message(), e.span());
+        assert!(
+            message.starts_with("not valid TOML at line 2, column 19: "),
+            "{message}"
+        );
+        // Inside the 'ä' (bytes 21..23), and past the end.
+        assert_eq!(
+            toml_syntax_error(text, "oops", Some(22..23)),
+            "not valid TOML: oops"
+        );
+        assert_eq!(
+            toml_syntax_error(text, "oops\n", Some(999..999)),
+            "not valid TOML at line 3, column 1: oops"
+        );
     }
 
     #[test]

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use similar::{Algorithm, DiffTag};
-use toml_edit::{DocumentMut, Item, TableLike, TomlError, Value};
+use toml_edit::{DocumentMut, Item, TableLike, Value};
 
 use crate::edit::bare;
 use crate::schema::is_secret_key;
+use crate::validate::toml_syntax_error;
 
 /// Why a file could not be viewed: only TOML syntax (the message says where, never what
 /// the text there is, since it could be a secret).
@@ -127,20 +128,7 @@ fn flatten(text: &str) -> Result<Vec<FlatLine>, String> {
 /// text (toml_edit's own `Display` shows the line, which may hold a secret).
 pub(crate) fn parse_document(text: &str) -> Result<DocumentMut, String> {
     text.parse::<DocumentMut>()
-        .map_err(|e| syntax_error(text, &e))
-}
-
-fn syntax_error(text: &str, e: &TomlError) -> String {
-    let message = e.message().trim_end().replace('\n', "; ");
-    let start = e.span().map(|span| span.start);
-    match start.and_then(|start| text.get(..start)) {
-        Some(before) => {
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            format!("not valid TOML at line {line}, column {column}: {message}")
-        }
-        None => format!("not valid TOML: {message}"),
-    }
+        .map_err(|e| toml_syntax_error(text, e.message(), e.span()))
 }
 
 fn walk_table(table: &dyn TableLike, path: &str, out: &mut Vec<FlatLine>) {

@@ -258,7 +258,7 @@ pub fn export_running(
 }
 
 pub fn discard(applier: &Applier, actor: &Actor) -> anyhow::Result<bool> {
-    let staged = applier.store().candidate()?.is_some();
+    let staged = applier.store().candidate_info()?.is_some();
     if staged {
         applier.store().discard_candidate()?;
         applier.audit(actor, "discard", "staged changes dropped");

@@ -142,9 +142,9 @@ impl ConfigStore {
     /// Records `text` as the running file if it differs from the newest version; returns
     /// the running version's number.
     pub fn record_running(&self, text: &str, by: &Actor, action: &str) -> anyhow::Result<u64> {
-        if let Some(newest) = self.newest_version()? {
-            if self.version_text(newest.version)? == text {
-                return Ok(newest.version);
+        if let Some(newest) = self.newest_number()? {
+            if self.version_text(newest)? == text {
+                return Ok(newest);
             }
         }
         self.add_version(text, by, action, "")
@@ -158,7 +158,7 @@ impl ConfigStore {
         action: &str,
         comment: &str,
     ) -> anyhow::Result<u64> {
-        let number = self.newest_version()?.map_or(1, |v| v.version + 1);
+        let number = self.newest_number()?.map_or(1, |n| n + 1);
         let version = Version {
             version: number,
             at: unix_now(),
@@ -178,28 +178,32 @@ impl ConfigStore {
 
     /// Every version kept, newest first.
     pub fn versions(&self) -> anyhow::Result<Vec<Version>> {
-        let mut versions = Vec::new();
-        for number in self.version_numbers()? {
-            let path = self.history_dir().join(format!("{number:06}.json"));
-            let text =
-                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let version: Version = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
-            versions.push(version);
+        let mut numbers = self.version_numbers()?;
+        numbers.sort_unstable_by_key(|&n| std::cmp::Reverse(n));
+        let mut versions = Vec::with_capacity(numbers.len());
+        for number in numbers {
+            // One pruned since the listing is simply not shown.
+            versions.extend(self.version(number)?);
         }
-        versions.sort_by_key(|v| std::cmp::Reverse(v.version));
         Ok(versions)
     }
 
+    /// Version `number`, from its own file.
     pub fn version(&self, number: u64) -> anyhow::Result<Option<Version>> {
-        Ok(self.versions()?.into_iter().find(|v| v.version == number))
+        read_json_if_exists(&self.history_dir().join(format!("{number:06}.json")))
     }
 
-    pub fn newest_version(&self) -> anyhow::Result<Option<Version>> {
-        let Some(newest) = self.version_numbers()?.into_iter().max() else {
-            return Ok(None);
-        };
-        self.version(newest)
+    /// The number of the version kept before `number`, if any (from the file names).
+    pub fn previous_number(&self, number: u64) -> anyhow::Result<Option<u64>> {
+        Ok(self
+            .version_numbers()?
+            .into_iter()
+            .filter(|&n| n < number)
+            .max())
+    }
+
+    fn newest_number(&self) -> anyhow::Result<Option<u64>> {
+        Ok(self.version_numbers()?.into_iter().max())
     }
 
     pub fn version_text(&self, number: u64) -> anyhow::Result<String> {
@@ -209,14 +213,18 @@ impl ConfigStore {
 
     /// The staged candidate, if any.
     pub fn candidate(&self) -> anyhow::Result<Option<Candidate>> {
-        let (text_path, info_path) = self.candidate_paths();
-        if !info_path.exists() {
+        let Some(info) = self.candidate_info()? else {
             return Ok(None);
-        }
-        let info: CandidateInfo = read_json(&info_path)?;
+        };
+        let (text_path, _) = self.candidate_paths();
         let text = fs::read_to_string(&text_path)
             .with_context(|| format!("reading {}", text_path.display()))?;
         Ok(Some(Candidate { text, info }))
+    }
+
+    /// The staged candidate's bookkeeping (its revision) without its text.
+    pub fn candidate_info(&self) -> anyhow::Result<Option<CandidateInfo>> {
+        read_json_if_exists(&self.candidate_paths().1)
     }
 
     /// Stages `text`, if the candidate is still at `expected_revision` (0: nothing
@@ -228,8 +236,8 @@ impl ConfigStore {
         base_version: u64,
         by: &Actor,
     ) -> Result<u64, StageError> {
-        let current = self.candidate().map_err(StageError::Io)?;
-        let revision = current.as_ref().map_or(0, |c| c.info.revision);
+        let current = self.candidate_info().map_err(StageError::Io)?;
+        let revision = current.as_ref().map_or(0, |c| c.revision);
         if revision != expected_revision {
             return Err(StageError::Stale {
                 expected: expected_revision,
@@ -238,7 +246,7 @@ impl ConfigStore {
         }
         let info = CandidateInfo {
             revision: revision + 1,
-            base_version: current.map_or(base_version, |c| c.info.base_version),
+            base_version: current.map_or(base_version, |c| c.base_version),
             edited_by: by.clone(),
             edited_at: unix_now(),
         };
@@ -261,11 +269,7 @@ impl ConfigStore {
     }
 
     pub fn pending(&self) -> anyhow::Result<Option<Pending>> {
-        let path = self.pending_path();
-        if !path.exists() {
-            return Ok(None);
-        }
-        read_json(&path).map(Some)
+        read_json_if_exists(&self.pending_path())
     }
 
     pub fn set_pending(&self, pending: &Pending) -> anyhow::Result<()> {
@@ -390,9 +394,16 @@ pub fn unix_now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+/// A JSON file's value; `None` when the file does not exist.
+fn read_json_if_exists<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .with_context(|| format!("parsing {}", path.display()))
 }
 
 fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
@@ -423,6 +434,10 @@ mod tests {
         (dir, store)
     }
 
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
     fn alice() -> Actor {
         Actor {
             name: "alice".into(),
@@ -451,12 +466,12 @@ mod tests {
             [2, 1]
         );
         assert_eq!(versions[0].action, "reloaded");
+        assert_eq!(store.version(2).unwrap().as_ref(), Some(&versions[0]));
+        assert_eq!(store.version(3).unwrap(), None);
+        assert_eq!(store.previous_number(2).unwrap(), Some(1));
+        assert_eq!(store.previous_number(1).unwrap(), None);
         assert_eq!(store.version_text(1).unwrap(), "one\n");
-        let mode = fs::metadata(store.history_dir().join("000001.toml"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(mode(&store.history_dir().join("000001.toml")), 0o600);
     }
 
     #[test]
@@ -485,11 +500,7 @@ mod tests {
         fs::set_permissions(store.config_path(), fs::Permissions::from_mode(0o640)).unwrap();
         store.write_config_file("new\n").unwrap();
         assert_eq!(store.read_config_file().unwrap(), "new\n");
-        let mode = fs::metadata(store.config_path())
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o640);
+        assert_eq!(mode(store.config_path()), 0o640);
     }
 
     #[test]
@@ -528,5 +539,7 @@ mod tests {
         assert_eq!(versions.len(), MAX_HISTORY);
         assert_eq!(versions[0].version, (MAX_HISTORY + 3) as u64);
         assert_eq!(versions.last().unwrap().version, 4);
+        assert_eq!(store.previous_number(4).unwrap(), None);
+        assert_eq!(store.version(3).unwrap(), None);
     }
 }

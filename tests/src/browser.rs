@@ -665,11 +665,8 @@ fn replaced_under_us(e: &CmdError) -> bool {
 /// executable's place (`<target>/<profile>/deps/<binary>-<hash>`) like `siteward_bin`.
 fn screenshot_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("locating the test executable");
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .expect("the test executable lives in <target>/<profile>/deps");
+    let profile = crate::profile_dir();
+    let target = profile.parent().unwrap_or(&profile);
     let binary = exe
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

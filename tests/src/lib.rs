@@ -74,18 +74,22 @@ pub fn siteward_bin() -> PathBuf {
         );
         return bin;
     }
-    let exe = std::env::current_exe().expect("locating the test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test executable lives in <target>/<profile>/deps");
-    let bin = profile_dir.join("siteward");
+    let bin = profile_dir().join("siteward");
     assert!(
         bin.is_file(),
         "{} is missing: run `cargo build -p siteward` first (or set SITEWARD_BIN)",
         bin.display()
     );
     bin
+}
+
+/// `<target>/<profile>`: this test executable lives in its `deps/`.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("locating the test executable");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable lives in <target>/<profile>/deps")
+        .to_path_buf()
 }
 
 /// The directory of the suites' fixture files (`tests/fixtures`).

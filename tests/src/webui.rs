@@ -20,18 +20,7 @@ pub struct UiClient<'d> {
 impl<'d> UiClient<'d> {
     /// Creates the first account with the setup token the daemon wrote, and signs in.
     pub fn setup(daemon: &'d Daemon) -> UiClient<'d> {
-        let token = setup_token(daemon);
-        let response = post_form(
-            daemon,
-            "/setup",
-            None,
-            &[
-                ("token", token.as_str()),
-                ("user", ADMIN),
-                ("password", PASSWORD),
-                ("confirm", PASSWORD),
-            ],
-        );
+        let response = setup(daemon, &setup_token(daemon));
         assert_eq!(response.status, 303, "setup: {}", response.text());
         UiClient::from_login_response(daemon, &response)
     }
@@ -74,6 +63,21 @@ impl<'d> UiClient<'d> {
     }
 }
 
+/// Posts the setup form: the first account [`ADMIN`] with [`PASSWORD`], and `token`.
+pub fn setup(daemon: &Daemon, token: &str) -> Response {
+    post_form(
+        daemon,
+        "/setup",
+        None,
+        &[
+            ("token", token),
+            ("user", ADMIN),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ],
+    )
+}
+
 /// The one-time setup token the daemon wrote to its state directory.
 pub fn setup_token(daemon: &Daemon) -> String {
     let path = daemon.state_dir().join("setup-token");
@@ -109,22 +113,27 @@ pub fn post_form(
     daemon.api(&request)
 }
 
-/// The session cookie a response sets.
-pub fn session_cookie(response: &Response) -> Option<String> {
+/// The `Set-Cookie` header of the session cookie a response sets, whole (with its flags).
+pub fn session_set_cookie(response: &Response) -> Option<&str> {
     response
         .headers
         .iter()
         .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
-        .find_map(|(_, value)| {
-            value
-                .strip_prefix(&format!("{SESSION_COOKIE}="))
-                .map(|rest| rest.split(';').next().unwrap_or_default().to_string())
-        })
+        .map(|(_, value)| value.as_str())
+        .find(|value| value.starts_with(&format!("{SESSION_COOKIE}=")))
+}
+
+/// The session cookie's value a response sets (not one that clears it).
+pub fn session_cookie(response: &Response) -> Option<String> {
+    session_set_cookie(response)
+        .and_then(|header| header.split(';').next())
+        .and_then(|pair| pair.split_once('='))
+        .map(|(_, value)| value.to_string())
         .filter(|value| !value.is_empty())
 }
 
 /// The first CSRF token of a page's forms.
-pub fn csrf_of(html: &str) -> Option<String> {
+fn csrf_of(html: &str) -> Option<String> {
     let marker = "name=\"csrf\" value=\"";
     let start = html.find(marker)? + marker.len();
     let end = html[start..].find('"')?;

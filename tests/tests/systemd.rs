@@ -190,17 +190,26 @@ fn sysusers_and_tmpfiles_make_the_user_and_private_directories() {
     let uid: u32 = entry[2].parse().unwrap();
     assert!(uid != 0 && uid < 1000, "a system user: {uid}");
 
-    let out = run(Command::new("systemd-tmpfiles")
-        .arg(format!("--root={}", root.path().display()))
-        .arg("--create")
-        .arg(repo_root().join("image/tmpfiles.d/siteward.conf")));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A root-owned siteward.toml already there (as an unpacked package or a copy by hand
+    // leaves it): tmpfiles leaves it alone, at install and at every boot after, instead
+    // of refusing it ("unsafe path transition") and failing.
+    let config = root.path().join("etc/siteward/siteward.toml");
+    std::fs::create_dir(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, "").unwrap();
+    for _ in ["install", "boot"] {
+        let out = run(Command::new("systemd-tmpfiles")
+            .arg(format!("--root={}", root.path().display()))
+            .arg("--create")
+            .arg(repo_root().join("image/tmpfiles.d/siteward.conf")));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
     for dir in ["var/lib/siteward", "etc/siteward"] {
         let meta = std::fs::metadata(root.path().join(dir)).unwrap();
         assert!(meta.is_dir(), "{dir}");
         assert_eq!(meta.mode() & 0o7777, 0o700, "{dir}");
         assert_eq!(meta.uid(), uid, "{dir}");
     }
+    assert_eq!(std::fs::metadata(&config).unwrap().uid(), 0);
 }
 
 /// Capability masks and flags of `/proc/PID/task/TID/status`, for every thread.

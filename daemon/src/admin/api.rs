@@ -2,6 +2,7 @@
 //! (the same for every appliance of a version) needs a bearer token; an unauthenticated
 //! request gets 401 for any other path, so which checks or tunnels exist does not leak.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -153,8 +154,36 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+/// Why a request was not done, as every API route answers it: `{"error": message}`, with
+/// `"fields"` (input key or field path -> problem) when named inputs are at fault.
+/// Messages never quote a value that was sent: it may be a secret.
+#[derive(Debug)]
+pub(super) struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+    pub fields: Option<BTreeMap<String, String>>,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = match self.fields {
+            Some(fields) => json!({ "error": self.message, "fields": fields }),
+            None => json!({ "error": self.message }),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub(super) fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        message: message.into(),
+        fields: None,
+    }
+}
+
+pub(super) fn error(status: StatusCode, message: &str) -> Response {
+    refuse(status, message).into_response()
 }
 
 async fn not_found() -> Response {
@@ -647,12 +676,7 @@ impl From<&CheckSnapshot> for CheckView {
             consecutive_successes: s.state.consecutive_successes,
             consecutive_failures: s.state.consecutive_failures,
             last: s.state.last.as_ref().map(RunView::from),
-            tls_cert_not_after: s
-                .state
-                .counters
-                .tls_not_after
-                .and_then(|t| u64::try_from(t).ok())
-                .map(|t| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(t))),
+            tls_cert_not_after: s.state.counters.tls_not_after.and_then(unix_rfc3339),
             history: s.state.history.iter().map(RunView::from).collect(),
         }
     }
@@ -670,6 +694,14 @@ impl From<&Outcome> for RunView {
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
+pub(super) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Unix seconds (a certificate's notAfter) as RFC 3339; `None` before 1970.
+pub(super) fn unix_rfc3339(seconds: i64) -> Option<String> {
+    let seconds = u64::try_from(seconds).ok()?;
+    Some(rfc3339(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds),
+    ))
 }

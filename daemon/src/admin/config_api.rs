@@ -30,7 +30,7 @@ use siteward_config::FieldError;
 use siteward_connectors::http_server::RemoteAddr;
 use toml_edit::DocumentMut;
 
-use super::api::TokenName;
+use super::api::{refuse, Refusal, TokenName};
 use super::AdminState;
 use crate::apply::{CommitError, MAX_CONFIRM_WINDOW};
 use crate::config_ops::{self, ImportFailure, StageFailure};
@@ -107,34 +107,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 // ---- answers ----
 
-/// Why a request was not done: `{"error"}`, with `"fields"` (path -> problem) for a 422.
-/// Messages never quote a value that was sent: it may be a secret.
-#[derive(Debug)]
-struct Refusal {
-    status: StatusCode,
-    message: String,
-    fields: Option<BTreeMap<String, String>>,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let body = match self.fields {
-            Some(fields) => json!({ "error": self.message, "fields": fields }),
-            None => json!({ "error": self.message }),
-        };
-        (self.status, Json(body)).into_response()
-    }
-}
-
 type Answer = Result<Response, Refusal>;
-
-fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
-    Refusal {
-        status,
-        message: message.into(),
-        fields: None,
-    }
-}
 
 /// 422 with the problems by field path.
 fn invalid(message: impl Into<String>, fields: BTreeMap<String, String>) -> Refusal {

@@ -97,22 +97,31 @@ const fn op(method: Method, path: &'static str, id: &'static str, tag: &'static 
     }
 }
 
-const LIMIT: Param = Param {
-    name: "limit",
-    ty: "integer",
-    choices: &[],
-    required: false,
-    description: "How many to list at most (default 100, at most 10000).",
-};
+/// An optional query parameter without choices.
+const fn param(name: &'static str, ty: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        ty,
+        choices: &[],
+        required: false,
+        description,
+    }
+}
+
+const LIMIT: Param = param(
+    "limit",
+    "integer",
+    "How many to list at most (default 100, at most 10000).",
+);
 
 const REVISION: Param = Param {
-    name: "revision",
-    ty: "integer",
-    choices: &[],
     required: true,
-    description: "The candidate's revision the change is made against, as GET \
-                  /api/v1/config/candidate shows it (0 when nothing is staged). A stale one \
-                  gets 409.",
+    ..param(
+        "revision",
+        "integer",
+        "The candidate's revision the change is made against, as GET \
+         /api/v1/config/candidate shows it (0 when nothing is staged). A stale one gets 409.",
+    )
 };
 
 use Method::{Delete, Get, Post, Put};
@@ -168,11 +177,8 @@ pub const OPERATIONS: &[Operation] = &[
         description: "Starts a make-before-break rekey of the CHILD_SA (default) or the IKE \
                       SA; the new SAs show in the tunnel's status when the exchange completes.",
         query: &[Param {
-            name: "sa",
-            ty: "string",
             choices: &["child", "ike"],
-            required: false,
-            description: "Which SA to rekey (default child).",
+            ..param("sa", "string", "Which SA to rekey (default child).")
         }],
         status: 202,
         content: Content::Json("Rekeying"),
@@ -218,11 +224,13 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         summary: "Delete every event of one queue",
         query: &[Param {
-            name: "queue",
-            ty: "string",
             choices: &["events", "dead-letters"],
             required: true,
-            description: "Which queue to empty (no default: this deletes data).",
+            ..param(
+                "queue",
+                "string",
+                "Which queue to empty (no default: this deletes data).",
+            )
         }],
         content: Content::Json("Purged"),
         errors: &[400, 500],
@@ -274,14 +282,12 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         summary: "The appliance's public key and a [Peer] snippet for a tunnel's far end",
-        query: &[Param {
-            name: "endpoint_host",
-            ty: "string",
-            choices: &[],
-            required: false,
-            description: "The address or name the far end reaches this appliance at \
-                          (default: the admin listener's address).",
-        }],
+        query: &[param(
+            "endpoint_host",
+            "string",
+            "The address or name the far end reaches this appliance at (default: the admin \
+             listener's address).",
+        )],
         content: Content::Json("PeerSnippet"),
         errors: &[400, 404],
         ..op(Get, "/api/v1/tools/wireguard/{tunnel}/peer", "wireguardPeer", "tools")
@@ -289,35 +295,25 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         summary: "The daemon's recent log lines (long-poll)",
         query: &[
+            param(
+                "after",
+                "integer",
+                "Only lines after this sequence number (next_after of the previous page).",
+            ),
             Param {
-                name: "after",
-                ty: "integer",
-                choices: &[],
-                required: false,
-                description: "Only lines after this sequence number (next_after of the \
-                              previous page).",
-            },
-            Param {
-                name: "level",
-                ty: "string",
                 choices: &["error", "warn", "info", "debug", "trace"],
-                required: false,
-                description: "This level or more severe (default: every line kept).",
+                ..param(
+                    "level",
+                    "string",
+                    "This level or more severe (default: every line kept).",
+                )
             },
-            Param {
-                name: "limit",
-                ty: "integer",
-                choices: &[],
-                required: false,
-                description: "Lines at most (default 200).",
-            },
-            Param {
-                name: "wait",
-                ty: "integer",
-                choices: &[],
-                required: false,
-                description: "Seconds an empty page waits for a line (at most 25).",
-            },
+            param("limit", "integer", "Lines at most (default 200)."),
+            param(
+                "wait",
+                "integer",
+                "Seconds an empty page waits for a line (at most 25).",
+            ),
         ],
         content: Content::Json("LogPage"),
         errors: &[400],
@@ -511,13 +507,11 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         summary: "The audit log, newest first",
-        query: &[Param {
-            name: "limit",
-            ty: "integer",
-            choices: &[],
-            required: false,
-            description: "Lines at most (default 100, at most 1000).",
-        }],
+        query: &[param(
+            "limit",
+            "integer",
+            "Lines at most (default 100, at most 1000).",
+        )],
         content: Content::Json("AuditLog"),
         errors: &[422, 500],
         ..op(Get, "/api/v1/audit", "audit", "audit")
@@ -782,6 +776,11 @@ fn object(properties: &[(&str, Value)], optional: &[&str]) -> Value {
     json!({ "type": "object", "properties": properties, "required": required })
 }
 
+/// An object with these properties, all of them present.
+fn required_object(properties: &[(&str, Value)]) -> Value {
+    object(properties, &[])
+}
+
 fn described(mut schema: Value, description: &str) -> Value {
     schema["description"] = json!(description);
     schema
@@ -811,32 +810,26 @@ fn schemas() -> Value {
     add("Object", json!({ "type": "object" }));
     add(
         "Health",
-        object(
-            &[
-                ("status", string()),
-                ("version", string()),
-                ("uptime_seconds", integer()),
-            ],
-            &[],
-        ),
+        required_object(&[
+            ("status", string()),
+            ("version", string()),
+            ("uptime_seconds", integer()),
+        ]),
     );
     // -- checks --
-    let run = object(
-        &[
-            ("at", described(string(), "RFC 3339")),
-            ("up", boolean()),
-            (
-                "reason",
-                described(
-                    string(),
-                    "ok, refused, timeout, unreachable, ... (the result label of the metrics)",
-                ),
+    let run = required_object(&[
+        ("at", described(string(), "RFC 3339")),
+        ("up", boolean()),
+        (
+            "reason",
+            described(
+                string(),
+                "ok, refused, timeout, unreachable, ... (the result label of the metrics)",
             ),
-            ("detail", string()),
-            ("duration_seconds", number()),
-        ],
-        &[],
-    );
+        ),
+        ("detail", string()),
+        ("duration_seconds", number()),
+    ]);
     add("Run", run);
     add(
         "Check",
@@ -870,40 +863,31 @@ fn schemas() -> Value {
     );
     add(
         "CheckList",
-        object(
-            &[
-                ("appliance", string()),
-                ("checks", array(reference("Check"))),
-            ],
-            &[],
-        ),
+        required_object(&[
+            ("appliance", string()),
+            ("checks", array(reference("Check"))),
+        ]),
     );
     add(
         "CheckRunNow",
-        object(
-            &[
-                ("result", reference("Run")),
-                ("check", nullable(reference("Check"))),
-            ],
-            &[],
-        ),
+        required_object(&[
+            ("result", reference("Run")),
+            ("check", nullable(reference("Check"))),
+        ]),
     );
     // -- tunnels --
     add(
         "Peer",
-        object(
-            &[
-                ("name", string()),
-                ("public_key", string()),
-                ("endpoint", nullable(string())),
-                ("last_handshake", nullable(string())),
-                ("rx_bytes", integer()),
-                ("tx_bytes", integer()),
-                ("persistent_keepalive_seconds", nullable(integer())),
-                ("allowed_ips", array(string())),
-            ],
-            &[],
-        ),
+        required_object(&[
+            ("name", string()),
+            ("public_key", string()),
+            ("endpoint", nullable(string())),
+            ("last_handshake", nullable(string())),
+            ("rx_bytes", integer()),
+            ("tx_bytes", integer()),
+            ("persistent_keepalive_seconds", nullable(integer())),
+            ("allowed_ips", array(string())),
+        ]),
     );
     add(
         "Tunnel",
@@ -918,142 +902,110 @@ fn schemas() -> Value {
                 ("peers", array(reference("Peer"))),
                 ("dropped", described(map_of(integer()), "Packets dropped, by reason.")),
                 ("ipsec", described(json!({ "type": "object" }), "IKE and CHILD SAs (algorithms, SPIs in hex, times, bytes), rekey and failure counters.")),
-            ],
-            &["error", "listen_port", "ipsec"],
-        ),
+            ], &["error", "listen_port", "ipsec"]),
     );
     add(
         "TunnelList",
-        object(
-            &[
-                ("appliance", string()),
-                ("tunnels", array(reference("Tunnel"))),
-            ],
-            &[],
-        ),
+        required_object(&[
+            ("appliance", string()),
+            ("tunnels", array(reference("Tunnel"))),
+        ]),
     );
     add(
         "Rekeying",
-        object(
-            &[
-                ("tunnel", string()),
-                (
-                    "rekeying",
-                    json!({ "type": "string", "enum": ["child", "ike"] }),
-                ),
-            ],
-            &[],
-        ),
+        required_object(&[
+            ("tunnel", string()),
+            (
+                "rekeying",
+                json!({ "type": "string", "enum": ["child", "ike"] }),
+            ),
+        ]),
     );
     // -- connectors, relays, spool --
     add(
         "ConnectorList",
-        object(
-            &[(
-                "connectors",
-                array(object(
-                    &[
-                        ("name", string()),
-                        ("kind", string()),
-                        ("running", boolean()),
-                        ("error", nullable(string())),
-                        ("connected", boolean()),
-                        ("events_received", integer()),
-                        ("rejected", integer()),
-                        ("refused", integer()),
-                    ],
-                    &[],
-                )),
-            )],
-            &[],
-        ),
+        required_object(&[(
+            "connectors",
+            array(required_object(&[
+                ("name", string()),
+                ("kind", string()),
+                ("running", boolean()),
+                ("error", nullable(string())),
+                ("connected", boolean()),
+                ("events_received", integer()),
+                ("rejected", integer()),
+                ("refused", integer()),
+            ])),
+        )]),
     );
     add(
         "RelayList",
-        object(
-            &[(
-                "relays",
-                array(object(
-                    &[
-                        ("name", string()),
-                        ("listen", string()),
-                        ("target", string()),
-                        ("allow", array(string())),
-                        ("running", boolean()),
-                        ("error", nullable(string())),
-                        ("connections", integer()),
-                        ("active_connections", integer()),
-                        ("refused", integer()),
-                        ("rejected_full", integer()),
-                        ("connect_failures", integer()),
-                        ("bytes_to_target", integer()),
-                        ("bytes_from_target", integer()),
-                    ],
-                    &[],
-                )),
-            )],
-            &[],
-        ),
+        required_object(&[(
+            "relays",
+            array(required_object(&[
+                ("name", string()),
+                ("listen", string()),
+                ("target", string()),
+                ("allow", array(string())),
+                ("running", boolean()),
+                ("error", nullable(string())),
+                ("connections", integer()),
+                ("active_connections", integer()),
+                ("refused", integer()),
+                ("rejected_full", integer()),
+                ("connect_failures", integer()),
+                ("bytes_to_target", integer()),
+                ("bytes_from_target", integer()),
+            ])),
+        )]),
     );
     add(
         "Spool",
-        object(
-            &[
-                ("events", integer()),
-                ("bytes", integer()),
-                ("oldest_event_age_seconds", nullable(integer())),
-                ("dead_letters", integer()),
-                ("dropped", integer()),
-                ("commits", integer()),
-                (
-                    "uplink",
-                    object(
-                        &[
-                            ("delivered", integer()),
-                            ("dead_lettered", integer()),
-                            ("failed_attempts", integer()),
-                            ("circuit_open", boolean()),
-                        ],
-                        &[],
-                    ),
-                ),
-            ],
-            &[],
-        ),
-    );
-    let event = object(
-        &[
-            ("id", string()),
-            ("idempotency_key", string()),
-            ("connector", string()),
-            ("kind", string()),
-            ("received_at", string()),
+        required_object(&[
+            ("events", integer()),
+            ("bytes", integer()),
+            ("oldest_event_age_seconds", nullable(integer())),
+            ("dead_letters", integer()),
+            ("dropped", integer()),
+            ("commits", integer()),
             (
-                "payload",
-                described(json!({}), "The event as the source gave it: JSON, or text."),
+                "uplink",
+                required_object(&[
+                    ("delivered", integer()),
+                    ("dead_lettered", integer()),
+                    ("failed_attempts", integer()),
+                    ("circuit_open", boolean()),
+                ]),
             ),
-        ],
-        &[],
+        ]),
     );
+    let event = required_object(&[
+        ("id", string()),
+        ("idempotency_key", string()),
+        ("connector", string()),
+        ("kind", string()),
+        ("received_at", string()),
+        (
+            "payload",
+            described(json!({}), "The event as the source gave it: JSON, or text."),
+        ),
+    ]);
     add("Event", event);
     add(
         "EventList",
-        object(&[("events", array(reference("Event")))], &[]),
+        required_object(&[("events", array(reference("Event")))]),
     );
     add(
         "DeadLetterList",
-        object(
-            &[(
-                "dead_letters",
-                array(json!({
-                    "allOf": [reference("Event"), object(&[("reason", string())], &[])],
-                })),
-            )],
-            &[],
-        ),
+        required_object(&[(
+            "dead_letters",
+            array(json!({
+                "allOf": [reference("Event"), required_object(&[("reason", string())])],
+            })),
+        )]),
     );
-    add("Replayed", object(&[("replayed", integer())], &[]));
-    add("Purged", object(&[("purged", integer())], &[]));
+    add("Replayed", required_object(&[("replayed", integer())]));
+    add("Purged", required_object(&[("purged", integer())]));
     // -- tools --
     add(
         "CheckKeys",
@@ -1064,19 +1016,16 @@ fn schemas() -> Value {
     );
     add(
         "ToolRun",
-        object(
-            &[
-                ("kind", string()),
-                ("target", string()),
-                ("up", boolean()),
-                ("reason", string()),
-                ("detail", string()),
-                ("latency_seconds", number()),
-                ("at", string()),
-                ("tls_cert_not_after", nullable(string())),
-            ],
-            &[],
-        ),
+        required_object(&[
+            ("kind", string()),
+            ("target", string()),
+            ("up", boolean()),
+            ("reason", string()),
+            ("detail", string()),
+            ("latency_seconds", number()),
+            ("at", string()),
+            ("tls_cert_not_after", nullable(string())),
+        ]),
     );
     add(
         "DnsQuery",
@@ -1097,127 +1046,106 @@ fn schemas() -> Value {
     );
     add(
         "DnsLookup",
-        object(
-            &[
-                ("name", string()),
-                ("type", string()),
-                (
-                    "answers",
-                    array(object(
-                        &[
-                            ("name", string()),
-                            ("type", string()),
-                            ("ttl", integer()),
-                            ("data", string()),
-                        ],
-                        &[],
-                    )),
-                ),
-                ("error", nullable(string())),
-                ("elapsed_seconds", number()),
-            ],
-            &[],
-        ),
+        required_object(&[
+            ("name", string()),
+            ("type", string()),
+            (
+                "answers",
+                array(required_object(&[
+                    ("name", string()),
+                    ("type", string()),
+                    ("ttl", integer()),
+                    ("data", string()),
+                ])),
+            ),
+            ("error", nullable(string())),
+            ("elapsed_seconds", number()),
+        ]),
     );
     add(
         "KeyPair",
-        object(&[("private_key", string()), ("public_key", string())], &[]),
+        required_object(&[("private_key", string()), ("public_key", string())]),
     );
     add(
         "PeerSnippet",
-        object(
-            &[
-                ("tunnel", string()),
-                ("public_key", string()),
-                ("endpoint", nullable(string())),
-                ("allowed_ips", array(string())),
-                ("snippet", described(string(), "A wg-quick [Peer] section.")),
-                ("note", nullable(string())),
-            ],
-            &[],
-        ),
+        required_object(&[
+            ("tunnel", string()),
+            ("public_key", string()),
+            ("endpoint", nullable(string())),
+            ("allowed_ips", array(string())),
+            ("snippet", described(string(), "A wg-quick [Peer] section.")),
+            ("note", nullable(string())),
+        ]),
     );
     add(
         "LogPage",
-        object(
-            &[
-                (
-                    "lines",
-                    array(object(
-                        &[
-                            ("seq", integer()),
-                            ("time", string()),
-                            ("level", string()),
-                            ("target", string()),
-                            ("message", string()),
-                            ("fields", json!({ "type": "object" })),
-                        ],
-                        &[],
-                    )),
-                ),
-                ("next_after", integer()),
-            ],
-            &[],
-        ),
+        required_object(&[
+            (
+                "lines",
+                array(required_object(&[
+                    ("seq", integer()),
+                    ("time", string()),
+                    ("level", string()),
+                    ("target", string()),
+                    ("message", string()),
+                    ("fields", json!({ "type": "object" })),
+                ])),
+            ),
+            ("next_after", integer()),
+        ]),
     );
     // -- configuration --
     add(
         "ConfigSchema",
-        object(
-            &[(
-                "sections",
-                array(object(
-                    &[
-                        ("key", string()),
-                        ("title", string()),
-                        (
-                            "repeated",
-                            described(boolean(), "Written [[key]]: a list of entries."),
-                        ),
-                        (
-                            "kinds",
-                            described(
-                                array(string()),
-                                "The values of its `kind` key; empty if none.",
+        required_object(&[(
+            "sections",
+            array(required_object(&[
+                ("key", string()),
+                ("title", string()),
+                (
+                    "repeated",
+                    described(boolean(), "Written [[key]]: a list of entries."),
+                ),
+                (
+                    "kinds",
+                    described(
+                        array(string()),
+                        "The values of its `kind` key; empty if none.",
+                    ),
+                ),
+                (
+                    "fields",
+                    array(object(
+                        &[
+                            ("key", string()),
+                            ("label", string()),
+                            (
+                                "type",
+                                json!({ "type": "string", "enum": ["text", "integer", "bool", "list", "secret", "choice"] }),
                             ),
-                        ),
-                        (
-                            "fields",
-                            array(object(
-                                &[
-                                    ("key", string()),
-                                    ("label", string()),
-                                    (
-                                        "type",
-                                        json!({ "type": "string", "enum": ["text", "integer", "bool", "list", "secret", "choice"] }),
-                                    ),
-                                    (
-                                        "options",
-                                        described(array(string()), "The choices of a `choice`."),
-                                    ),
-                                    (
-                                        "items",
-                                        json!({ "type": "string", "enum": ["text", "integer"], "description": "The items of a `list`." }),
-                                    ),
-                                    (
-                                        "kinds",
-                                        described(
-                                            nullable(array(string())),
-                                            "null: every kind; else only these.",
-                                        ),
-                                    ),
-                                    ("required", boolean()),
-                                    ("help", string()),
-                                ],
-                                &["options", "items"],
-                            )),
-                        ),
-                    ],
-                    &[],
-                )),
-            )],
-            &[],
-        ),
+                            (
+                                "options",
+                                described(array(string()), "The choices of a `choice`."),
+                            ),
+                            (
+                                "items",
+                                json!({ "type": "string", "enum": ["text", "integer"], "description": "The items of a `list`." }),
+                            ),
+                            (
+                                "kinds",
+                                described(
+                                    nullable(array(string())),
+                                    "null: every kind; else only these.",
+                                ),
+                            ),
+                            ("required", boolean()),
+                            ("help", string()),
+                        ],
+                        &["options", "items"],
+                    )),
+                ),
+            ])),
+        )]),
     );
     let lines = described(
         array(string()),
@@ -1225,22 +1153,19 @@ fn schemas() -> Value {
     );
     add(
         "RunningConfig",
-        object(&[("version", integer()), ("lines", lines.clone())], &[]),
+        required_object(&[("version", integer()), ("lines", lines.clone())]),
     );
     add(
         "CandidateConfig",
-        object(
-            &[
-                ("staged", boolean()),
-                (
-                    "revision",
-                    described(integer(), "0 when nothing is staged."),
-                ),
-                ("base_version", integer()),
-                ("lines", lines.clone()),
-            ],
-            &[],
-        ),
+        required_object(&[
+            ("staged", boolean()),
+            (
+                "revision",
+                described(integer(), "0 when nothing is staged."),
+            ),
+            ("base_version", integer()),
+            ("lines", lines.clone()),
+        ]),
     );
     add(
         "Values",
@@ -1249,7 +1174,7 @@ fn schemas() -> Value {
                 "oneOf": [
                     { "type": "string" },
                     { "type": ["boolean", "null"] },
-                    object(&[("set", boolean())], &[]),
+                    required_object(&[("set", boolean())]),
                 ],
             })),
             "Key -> value as a form shows it: text as typed (a list one item per line, empty \
@@ -1288,10 +1213,8 @@ fn schemas() -> Value {
         json!({
             "oneOf": [
                 reference("Entry"),
-                object(
-                    &[("section", string()), ("revision", integer()), ("entries", array(reference("Entry")))],
-                    &[],
-                ),
+                required_object(
+                    &[("section", string()), ("revision", integer()), ("entries", array(reference("Entry")))]),
             ],
         }),
     );
@@ -1309,64 +1232,52 @@ fn schemas() -> Value {
     );
     add(
         "Staged",
-        object(
-            &[
-                ("staged", boolean()),
-                ("revision", integer()),
-                (
-                    "secrets_kept_from_current",
-                    described(
-                        array(string()),
-                        "Paths of omitted secrets taken from the working configuration.",
-                    ),
+        required_object(&[
+            ("staged", boolean()),
+            ("revision", integer()),
+            (
+                "secrets_kept_from_current",
+                described(
+                    array(string()),
+                    "Paths of omitted secrets taken from the working configuration.",
                 ),
-            ],
-            &[],
-        ),
+            ),
+        ]),
     );
     add(
         "Discarded",
-        object(
-            &[(
-                "discarded",
-                described(boolean(), "Whether anything was staged."),
-            )],
-            &[],
-        ),
+        required_object(&[(
+            "discarded",
+            described(boolean(), "Whether anything was staged."),
+        )]),
     );
     add(
         "Removed",
-        object(&[("removed", string()), ("revision", integer())], &[]),
+        required_object(&[("removed", string()), ("revision", integer())]),
     );
-    let diff_line = object(
-        &[
-            (
-                "change",
-                json!({ "type": "string", "enum": ["added", "removed", "same"] }),
-            ),
-            ("text", string()),
-        ],
-        &[],
-    );
+    let diff_line = required_object(&[
+        (
+            "change",
+            json!({ "type": "string", "enum": ["added", "removed", "same"] }),
+        ),
+        ("text", string()),
+    ]);
     add("DiffLine", diff_line);
     add(
         "Review",
-        object(
-            &[
-                ("staged", boolean()),
-                ("revision", integer()),
-                ("changes", integer()),
-                ("diff", array(reference("DiffLine"))),
-                (
-                    "errors",
-                    described(
-                        map_of(string()),
-                        "Every problem of the candidate: a commit is refused while there are any.",
-                    ),
+        required_object(&[
+            ("staged", boolean()),
+            ("revision", integer()),
+            ("changes", integer()),
+            ("diff", array(reference("DiffLine"))),
+            (
+                "errors",
+                described(
+                    map_of(string()),
+                    "Every problem of the candidate: a commit is refused while there are any.",
                 ),
-            ],
-            &[],
-        ),
+            ),
+        ]),
     );
     add(
         "CommitRequest",
@@ -1375,9 +1286,7 @@ fn schemas() -> Value {
                 ("revision", revision_schema()),
                 ("confirm_seconds", described(json!({ "type": "integer", "minimum": 1, "maximum": 86400 }), "Restore the previous configuration unless confirmed within this many seconds.")),
                 ("comment", described(string(), "At most 500 characters, kept in the history.")),
-            ],
-            &["confirm_seconds", "comment"],
-        ),
+            ], &["confirm_seconds", "comment"]),
     );
     add(
         "RollbackRequest",
@@ -1391,123 +1300,96 @@ fn schemas() -> Value {
     );
     add(
         "Committed",
-        object(
-            &[
-                ("version", integer()),
-                (
-                    "confirm_by_ms",
-                    described(
-                        nullable(integer()),
-                        "Unix milliseconds by which to confirm, if it must be.",
-                    ),
+        required_object(&[
+            ("version", integer()),
+            (
+                "confirm_by_ms",
+                described(
+                    nullable(integer()),
+                    "Unix milliseconds by which to confirm, if it must be.",
                 ),
-                (
-                    "applied",
-                    object(
-                        &[
-                            (
-                                "restart_needed",
-                                described(
-                                    array(string()),
-                                    "Sections whose changes wait for a restart.",
-                                ),
-                            ),
-                            (
-                                "failed",
-                                described(
-                                    array(string()),
-                                    "Tunnels, connectors, relays that failed to start, with why.",
-                                ),
-                            ),
-                        ],
-                        &[],
+            ),
+            (
+                "applied",
+                required_object(&[
+                    (
+                        "restart_needed",
+                        described(
+                            array(string()),
+                            "Sections whose changes wait for a restart.",
+                        ),
                     ),
-                ),
-            ],
-            &[],
-        ),
+                    (
+                        "failed",
+                        described(
+                            array(string()),
+                            "Tunnels, connectors, relays that failed to start, with why.",
+                        ),
+                    ),
+                ]),
+            ),
+        ]),
     );
     add(
         "Confirmed",
-        object(
-            &[("confirmed", described(integer(), "The version confirmed."))],
-            &[],
-        ),
+        required_object(&[("confirmed", described(integer(), "The version confirmed."))]),
     );
     add(
         "RolledBackNow",
-        object(
-            &[("rolled_back", boolean()), ("running_version", integer())],
-            &[],
-        ),
+        required_object(&[("rolled_back", boolean()), ("running_version", integer())]),
     );
-    let actor = object(
-        &[
-            (
-                "name",
-                described(
-                    string(),
-                    "A web UI account, token:NAME, control-socket, or siteward itself.",
-                ),
+    let actor = required_object(&[
+        (
+            "name",
+            described(
+                string(),
+                "A web UI account, token:NAME, control-socket, or siteward itself.",
             ),
-            ("from", described(string(), "The client's address.")),
-        ],
-        &[],
-    );
+        ),
+        ("from", described(string(), "The client's address.")),
+    ]);
     add("Actor", actor);
     add(
         "Version",
-        object(
-            &[
-                ("version", integer()),
-                ("at", described(integer(), "Unix seconds.")),
-                ("by", reference("Actor")),
-                (
-                    "action",
-                    described(
-                        string(),
-                        "started, reloaded, committed, rolled back to N, restored: ...",
-                    ),
+        required_object(&[
+            ("version", integer()),
+            ("at", described(integer(), "Unix seconds.")),
+            ("by", reference("Actor")),
+            (
+                "action",
+                described(
+                    string(),
+                    "started, reloaded, committed, rolled back to N, restored: ...",
                 ),
-                ("comment", string()),
-            ],
-            &[],
-        ),
+            ),
+            ("comment", string()),
+        ]),
     );
     add(
         "History",
-        object(
-            &[
-                ("running", integer()),
-                (
-                    "pending",
-                    nullable(object(
-                        &[
-                            ("version", integer()),
-                            ("restore_version", integer()),
-                            ("deadline_ms", integer()),
-                            ("by", reference("Actor")),
-                        ],
-                        &[],
-                    )),
-                ),
-                ("versions", array(reference("Version"))),
-            ],
-            &[],
-        ),
+        required_object(&[
+            ("running", integer()),
+            (
+                "pending",
+                nullable(required_object(&[
+                    ("version", integer()),
+                    ("restore_version", integer()),
+                    ("deadline_ms", integer()),
+                    ("by", reference("Actor")),
+                ])),
+            ),
+            ("versions", array(reference("Version"))),
+        ]),
     );
     add(
         "VersionDetail",
-        object(
-            &[
-                ("version", reference("Version")),
-                ("running", boolean()),
-                ("previous", nullable(integer())),
-                ("lines", lines),
-                ("diff", array(reference("DiffLine"))),
-            ],
-            &[],
-        ),
+        required_object(&[
+            ("version", reference("Version")),
+            ("running", boolean()),
+            ("previous", nullable(integer())),
+            ("lines", lines),
+            ("diff", array(reference("DiffLine"))),
+        ]),
     );
     add(
         "ExportRequest",
@@ -1544,21 +1426,15 @@ fn schemas() -> Value {
     );
     add(
         "AuditLog",
-        object(
-            &[(
-                "entries",
-                array(object(
-                    &[
-                        ("at", described(integer(), "Unix seconds.")),
-                        ("by", reference("Actor")),
-                        ("action", string()),
-                        ("detail", string()),
-                    ],
-                    &[],
-                )),
-            )],
-            &[],
-        ),
+        required_object(&[(
+            "entries",
+            array(required_object(&[
+                ("at", described(integer(), "Unix seconds.")),
+                ("by", reference("Actor")),
+                ("action", string()),
+                ("detail", string()),
+            ])),
+        )]),
     );
     Value::Object(s)
 }

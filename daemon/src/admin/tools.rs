@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -22,6 +22,7 @@ use siteward_config::{Config, Host, TunnelKind, WgPublicKey, WgSecretKey};
 use siteward_netstack::wireguard::keys;
 use tracing::Level;
 
+use super::api::{error, rfc3339, unix_rfc3339, Refusal};
 use super::AdminState;
 use crate::diagnostics::{
     check_dns_name, CheckRun, DiagnosticError, DnsLookup, DnsQuery, FieldProblems, Fields,
@@ -123,9 +124,7 @@ fn check_run_response(result: Result<CheckRun, DiagnosticError>) -> Response {
             "detail": run.detail,
             "latency_seconds": run.latency.as_secs_f64(),
             "at": rfc3339(run.at),
-            "tls_cert_not_after": run.tls_not_after
-                .and_then(|t| u64::try_from(t).ok())
-                .map(|t| rfc3339(UNIX_EPOCH + Duration::from_secs(t))),
+            "tls_cert_not_after": run.tls_not_after.and_then(unix_rfc3339),
         }))
         .into_response(),
         Err(e) => diagnostic_error(e),
@@ -166,19 +165,12 @@ fn invalid(mut problems: FieldProblems) -> Response {
     let message = problems
         .remove("")
         .unwrap_or_else(|| format!("{} key(s) need attention", problems.len()));
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({ "error": message, "fields": problems })),
-    )
-        .into_response()
-}
-
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    Refusal {
+        status: StatusCode::BAD_REQUEST,
+        message,
+        fields: Some(problems),
+    }
+    .into_response()
 }
 
 // ---- the live log view ----

@@ -338,23 +338,21 @@ pub async fn version(
 ) -> Response {
     let ctx = PageCtx::new(&state, &auth.session, "history");
     let store = state.applier.store();
-    let versions = match store.versions() {
-        Ok(versions) => versions,
+    let (found, previous) = match store
+        .version(number)
+        .and_then(|found| Ok((found, store.previous_number(number)?)))
+    {
+        Ok((Some(found), previous)) => (found, previous),
+        Ok((None, _)) => {
+            return error_page(
+                ctx,
+                StatusCode::NOT_FOUND,
+                "No such version",
+                "The history does not hold it (any more).",
+            )
+        }
         Err(e) => return internal(ctx, &e),
     };
-    let Some(found) = versions.iter().find(|v| v.version == number) else {
-        return error_page(
-            ctx,
-            StatusCode::NOT_FOUND,
-            "No such version",
-            "The history does not hold it (any more).",
-        );
-    };
-    let previous = versions
-        .iter()
-        .filter(|v| v.version < number)
-        .map(|v| v.version)
-        .max();
     let texts = store.version_text(number).and_then(|new| {
         let old = match previous {
             Some(p) => store.version_text(p)?,
@@ -369,7 +367,7 @@ pub async fn version(
     };
     page(&VersionPage {
         page: ctx,
-        version: VersionRow::from(found),
+        version: VersionRow::from(&found),
         previous,
         running: state.applier.running_version(),
         diff: rows(&diff),

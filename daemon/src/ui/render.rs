@@ -40,10 +40,10 @@ impl PageCtx {
             seconds_left: p.deadline_ms.saturating_sub(unix_now_ms()) / 1000,
         });
         let staged = store
-            .candidate()
+            .candidate_info()
             .ok()
             .flatten()
-            .map(|candidate| candidate.info.revision);
+            .map(|info| info.revision);
         PageCtx {
             user: session.user.clone(),
             csrf: session.csrf.clone(),
