@@ -11,6 +11,7 @@
 //! - [`spool`]: the durable store-and-forward queue of events the relay connectors accept.
 //! - [`uplink`]: delivering the spool to the cloud platform (batch format, retry policy).
 //! - [`relay`]: `[[relays]]`, TCP relays toward on-prem services, zero-copy (splice).
+//! - [`text`]: cutting text to a length in bytes at a character boundary.
 #![forbid(unsafe_code)]
 
 pub mod engine;
@@ -26,6 +27,7 @@ pub mod sources;
 pub mod spool;
 #[cfg(test)]
 mod test_util;
+pub mod text;
 pub mod uplink;
 
 pub use outcome::{Failure, Observation, Outcome, ProbeResult, Reason};

@@ -7,7 +7,6 @@
 //! sets a password from the shell (and creates the account if needed).
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use argon2::password_hash::rand_core::OsRng;
@@ -17,7 +16,8 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::state_files::write_private;
+use crate::config_store::unix_now;
+use crate::state_files::{remove_if_exists, write_private};
 
 const ACCOUNTS_FILE: &str = "accounts.json";
 const SETUP_TOKEN_FILE: &str = "setup-token";
@@ -93,7 +93,7 @@ impl AccountStore {
     pub fn ensure_setup_token(&self) -> anyhow::Result<Option<PathBuf>> {
         let path = self.setup_token_path();
         if !self.read()?.accounts.is_empty() {
-            remove_if_present(&path)?;
+            remove_if_exists(&path)?;
             return Ok(None);
         }
         if !path.is_file() {
@@ -120,7 +120,7 @@ impl AccountStore {
             return Err(AuthError::BadSetupToken.into());
         }
         self.set_password(name, password)?;
-        remove_if_present(&path)
+        remove_if_exists(&path)
     }
 
     /// Sets `name`'s password, creating the account if it does not exist.
@@ -145,7 +145,7 @@ impl AccountStore {
         }
         self.write(&file)?;
         // An account exists now: the setup token must not let anyone else in.
-        remove_if_present(&self.setup_token_path())
+        remove_if_exists(&self.setup_token_path())
     }
 
     /// Checks a login: the password, and the TOTP code when the account has two-factor
@@ -301,21 +301,6 @@ fn dummy_hash() -> String {
             hash_password(&hex::encode(random)).unwrap_or_default()
         })
         .clone()
-}
-
-fn remove_if_present(path: &Path) -> anyhow::Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::state_files::{ensure_private_dir, replace_atomically, write_private};
+use crate::state_files::{ensure_private_dir, remove_if_exists, replace_atomically, write_private};
 
 /// Versions kept in the history; the oldest go first beyond it.
 const MAX_HISTORY: usize = 200;
@@ -404,14 +404,6 @@ fn read_json_if_exists<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::R
     serde_json::from_str(&text)
         .map(Some)
         .with_context(|| format!("parsing {}", path.display()))
-}
-
-fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
-    }
 }
 
 /// Replaces the file atomically, keeping its mode (0600 for a new one).

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use hickory_resolver::proto::rr::{Name, RData, Record};
 use hickory_resolver::TokioResolver;
 use serde_json::Value;
 use siteward_config::{Check, DnsRecordType, Probe};
@@ -197,7 +197,7 @@ impl Diagnostics {
             .permits
             .try_acquire()
             .map_err(|_| DiagnosticError::Busy)?;
-        let record_type = hickory_type(query.record_type);
+        let record_type = probes::dns::record_type(query.record_type);
         let started = Instant::now();
         let found = tokio::time::timeout(
             query.timeout,
@@ -595,20 +595,6 @@ pub(crate) fn check_dns_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn hickory_type(t: DnsRecordType) -> RecordType {
-    match t {
-        DnsRecordType::A => RecordType::A,
-        DnsRecordType::Aaaa => RecordType::AAAA,
-        DnsRecordType::Cname => RecordType::CNAME,
-        DnsRecordType::Mx => RecordType::MX,
-        DnsRecordType::Ns => RecordType::NS,
-        DnsRecordType::Ptr => RecordType::PTR,
-        DnsRecordType::Soa => RecordType::SOA,
-        DnsRecordType::Srv => RecordType::SRV,
-        DnsRecordType::Txt => RecordType::TXT,
-    }
-}
-
 fn render_answers(records: &[Record]) -> Vec<DnsAnswer> {
     records
         .iter()
@@ -622,25 +608,11 @@ fn render_answers(records: &[Record]) -> Vec<DnsAnswer> {
         .collect()
 }
 
-/// Record data as text: TXT strings joined (they are one value split in 255-byte parts),
-/// the rest as a zone file writes it; cut at [`MAX_RECORD_TEXT`].
+/// Record data as the DNS check shows it (TXT strings joined, the rest as a zone file
+/// writes it), cut at [`MAX_RECORD_TEXT`].
 fn render_data(data: &RData) -> String {
-    let mut text = match data {
-        RData::TXT(txt) => txt
-            .txt_data
-            .iter()
-            .map(|part| String::from_utf8_lossy(part))
-            .collect(),
-        other => other.to_string(),
-    };
-    if text.len() > MAX_RECORD_TEXT {
-        let mut cut = MAX_RECORD_TEXT;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
+    let mut text = probes::dns::render(data);
+    siteward_connectors::text::ellipsize(&mut text, MAX_RECORD_TEXT);
     text
 }
 

@@ -211,14 +211,7 @@ fn push_bounded(text: &mut String, value: fmt::Arguments<'_>) {
         return;
     }
     let _ = text.write_fmt(value);
-    if text.len() > MAX_TEXT {
-        let mut cut = MAX_TEXT;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
+    siteward_connectors::text::ellipsize(text, MAX_TEXT);
 }
 
 impl Visit for Fields {

@@ -54,6 +54,15 @@ pub fn replace_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Re
         .with_context(|| format!("syncing {}", dir.display()))
 }
 
+/// Removes the file at `path`; one that is not there is already removed.
+pub fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
 /// The directory holding `path` ("." for a bare file name, never "").
 fn directory_of(path: &Path) -> &Path {
     match path.parent() {

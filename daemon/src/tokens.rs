@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use rand::RngCore;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::config_store::unix_now;
 use crate::state_files::write_private;
 
 const FILE_NAME: &str = "api-tokens.json";
@@ -69,10 +70,7 @@ impl TokenStore {
         file.tokens.push(TokenEntry {
             name: name.to_string(),
             sha256: hash(&token),
-            created_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            created_at: unix_now(),
         });
         self.write(&file)?;
         Ok(token)

@@ -80,13 +80,8 @@ impl CheckState {
     /// Records an outcome; returns `(from, to)` if the status changed.
     pub fn record(&mut self, outcome: &Outcome, rise: u32, fall: u32) -> Option<(Status, Status)> {
         let mut outcome = outcome.clone();
-        if outcome.detail.len() > MAX_DETAIL {
-            let mut cut = MAX_DETAIL;
-            while !outcome.detail.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            outcome.detail.truncate(cut);
-        }
+        let keep = crate::text::prefix(&outcome.detail, MAX_DETAIL).len();
+        outcome.detail.truncate(keep);
         let counters = &mut self.counters;
         counters.runs[outcome.reason.index()] += 1;
         counters.duration.observe(outcome.duration.as_secs_f64());

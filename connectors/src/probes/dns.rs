@@ -58,7 +58,8 @@ pub async fn probe(p: &DnsProbe, env: &ProbeEnv<'_>) -> ProbeResult {
         .map_err(|f| Failure::new(f.reason, format!("{server}: {}", f.detail)))
 }
 
-fn record_type(t: DnsRecordType) -> RecordType {
+/// The record type a configured `record_type` asks for.
+pub fn record_type(t: DnsRecordType) -> RecordType {
     match t {
         DnsRecordType::A => RecordType::A,
         DnsRecordType::Aaaa => RecordType::AAAA,
@@ -325,7 +326,7 @@ fn verdict(p: &DnsProbe, response: &Message) -> Result<String, Failure> {
 }
 
 /// Record data as text (see the module doc).
-fn render(data: &RData) -> String {
+pub fn render(data: &RData) -> String {
     match data {
         RData::TXT(txt) => txt
             .txt_data
@@ -360,14 +361,9 @@ fn normalized(text: &str) -> String {
 
 /// Cuts a list for the detail text.
 fn bounded(text: &str) -> String {
-    if text.len() <= LIST_LIMIT {
-        return text.to_string();
-    }
-    let mut end = LIST_LIMIT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    let mut text = text.to_string();
+    crate::text::ellipsize(&mut text, LIST_LIMIT);
+    text
 }
 
 #[cfg(test)]

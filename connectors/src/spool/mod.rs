@@ -188,7 +188,7 @@ impl Spool {
 
     /// The platform refused these for good: move them to the dead letters with `reason`.
     pub async fn dead_letter(&self, sequences: Vec<u64>, reason: &str) -> Result<(), SpoolError> {
-        let reason = truncate(reason, MAX_REASON).to_string();
+        let reason = crate::text::prefix(reason, MAX_REASON).to_string();
         self.call(|reply| Command::DeadLetter {
             sequences,
             reason,
@@ -296,14 +296,6 @@ impl Drop for Spool {
             let _ = writer.join();
         }
     }
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 fn split_dead_letter(value: &[u8]) -> Result<(String, &[u8]), SpoolError> {
