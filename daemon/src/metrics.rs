@@ -382,6 +382,12 @@ fn render_forwarding(out: &mut Exposition, forwarding: &Forwarding) {
             spool.bytes as f64,
         ),
         (
+            "siteward_spool_max_bytes",
+            "gauge",
+            "The spool's bound on siteward_spool_bytes ([spool] max_bytes).",
+            forwarding.spool.max_bytes() as f64,
+        ),
+        (
             "siteward_spool_oldest_event_age_seconds",
             "gauge",
             "Age of the oldest waiting event; 0 when the spool is empty.",

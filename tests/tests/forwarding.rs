@@ -399,6 +399,15 @@ fn a_full_spool_blocks_with_503_and_recovers() {
     };
     assert!(refused.header("retry-after").is_some());
     assert!(accepted > 100, "only {accepted} events fitted");
+    // What the "nearly full" alert divides: the bound as configured, and the spool within
+    // one refused event of it.
+    let max = metric(&daemon, "siteward_spool_max_bytes", &[]);
+    assert_eq!(max, 1_048_576.0);
+    let bytes = metric(&daemon, "siteward_spool_bytes", &[]);
+    assert!(
+        bytes > max - 2.0 * 8_100.0 && bytes <= max,
+        "{bytes} of {max}"
+    );
     assert!(
         metric(
             &daemon,

@@ -135,6 +135,7 @@ pub struct Spool {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     stats: Arc<Mutex<SpoolStats>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    max_bytes: u64,
 }
 
 impl Spool {
@@ -166,6 +167,7 @@ impl Spool {
             commands: Mutex::new(Some(commands)),
             stats,
             writer: Mutex::new(Some(writer)),
+            max_bytes,
         })
     }
 
@@ -282,6 +284,11 @@ impl Spool {
 
     pub fn stats(&self) -> SpoolStats {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The bound on the stored events' bytes ([`SpoolStats::bytes`]) it was opened with.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
     }
 }
 
