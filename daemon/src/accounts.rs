@@ -7,6 +7,7 @@
 //! sets a password from the shell (and creates the account if needed).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
 use argon2::password_hash::rand_core::OsRng;
@@ -38,6 +39,11 @@ pub struct Account {
     /// The TOTP secret (base32) when two-factor login is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp_secret: Option<String>,
+    /// The time step of the newest code accepted (at enrolment or a login). Codes of it
+    /// and of earlier steps are refused, so a code read over a shoulder or from a log does
+    /// not work a second time (RFC 6238 §5.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_last_step: Option<u64>,
 }
 
 impl std::fmt::Debug for Account {
@@ -75,12 +81,16 @@ pub enum AuthError {
 #[derive(Clone)]
 pub struct AccountStore {
     dir: PathBuf,
+    /// Held across each read-modify-write of the file, so two requests at once (two
+    /// logins with one code, a login and a password change) cannot both read the old file.
+    writing: Arc<Mutex<()>>,
 }
 
 impl AccountStore {
     pub fn in_state_dir(state_dir: &Path) -> AccountStore {
         AccountStore {
             dir: state_dir.to_path_buf(),
+            writing: Arc::default(),
         }
     }
 
@@ -129,6 +139,7 @@ impl AccountStore {
         check_password(password, name)?;
         let hash = hash_password(password)?;
         let now = unix_now();
+        let _writing = self.writing();
         let mut file = self.read()?;
         match file.accounts.iter_mut().find(|a| a.name == name) {
             Some(account) => {
@@ -141,6 +152,7 @@ impl AccountStore {
                 created_at: now,
                 password_changed_at: now,
                 totp_secret: None,
+                totp_last_step: None,
             }),
         }
         self.write(&file)?;
@@ -149,41 +161,56 @@ impl AccountStore {
     }
 
     /// Checks a login: the password, and the TOTP code when the account has two-factor
-    /// login on. An unknown user costs the same hashing time as a known one, so the
-    /// answer's timing does not tell which names exist; a wrong code gets the same answer
-    /// as a wrong password.
+    /// login on; an accepted code is used up. An unknown user costs the same hashing time
+    /// as a known one, so the answer's timing does not tell which names exist; a wrong or
+    /// used code gets the same answer as a wrong password.
     pub fn verify(&self, name: &str, password: &str, code: Option<&str>) -> Result<(), AuthError> {
         self.verify_password(name, password)?;
-        let account = self
-            .account(name)
-            .map_err(|_| AuthError::WrongCredentials)?;
-        match account.and_then(|a| a.totp_secret) {
-            None => Ok(()),
-            Some(secret) => {
-                let secret =
-                    crate::totp::base32_decode(&secret).ok_or(AuthError::WrongCredentials)?;
-                match code {
-                    Some(code) if crate::totp::verify(&secret, code, unix_now()) => Ok(()),
-                    _ => Err(AuthError::WrongCredentials),
-                }
-            }
+        let refuse = |e: anyhow::Error| {
+            tracing::error!("{e:#}; refusing the login");
+            AuthError::WrongCredentials
+        };
+        let _writing = self.writing();
+        let mut file = self.read().map_err(refuse)?;
+        let account = file
+            .accounts
+            .iter_mut()
+            .find(|a| a.name == name)
+            .ok_or(AuthError::WrongCredentials)?;
+        let Some(secret) = account.totp_secret.as_deref() else {
+            return Ok(());
+        };
+        let secret = crate::totp::base32_decode(secret).ok_or(AuthError::WrongCredentials)?;
+        let step = code
+            .and_then(|code| crate::totp::matching_step(&secret, code, unix_now()))
+            .ok_or(AuthError::WrongCredentials)?;
+        if account.totp_last_step.is_some_and(|last| step <= last) {
+            return Err(AuthError::WrongCredentials);
         }
+        account.totp_last_step = Some(step);
+        self.write(&file).map_err(refuse)
     }
 
-    /// Turns two-factor login on for `name` with `secret` (base32).
-    pub fn enable_totp(&self, name: &str, secret: &str) -> anyhow::Result<()> {
+    /// Turns two-factor login on for `name` with `secret` (base32), whose code of time
+    /// step `accepted_step` confirmed the enrolment (and is used up by it).
+    pub fn enable_totp(&self, name: &str, secret: &str, accepted_step: u64) -> anyhow::Result<()> {
         self.update(name, |account| {
-            account.totp_secret = Some(secret.to_string())
+            account.totp_secret = Some(secret.to_string());
+            account.totp_last_step = Some(accepted_step);
         })
     }
 
     /// Turns two-factor login off for `name`.
     pub fn disable_totp(&self, name: &str) -> anyhow::Result<()> {
-        self.update(name, |account| account.totp_secret = None)
+        self.update(name, |account| {
+            account.totp_secret = None;
+            account.totp_last_step = None;
+        })
     }
 
     /// Removes an account; the last one stays (nobody could log in any more).
     pub fn remove(&self, name: &str) -> anyhow::Result<()> {
+        let _writing = self.writing();
         let mut file = self.read()?;
         if !file.accounts.iter().any(|a| a.name == name) {
             anyhow::bail!("no account named \"{name}\"");
@@ -200,6 +227,7 @@ impl AccountStore {
     }
 
     fn update(&self, name: &str, change: impl FnOnce(&mut Account)) -> anyhow::Result<()> {
+        let _writing = self.writing();
         let mut file = self.read()?;
         let account = file
             .accounts
@@ -231,6 +259,10 @@ impl AccountStore {
 
     pub fn list(&self) -> anyhow::Result<Vec<Account>> {
         Ok(self.read()?.accounts)
+    }
+
+    fn writing(&self) -> MutexGuard<'_, ()> {
+        self.writing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn read(&self) -> anyhow::Result<AccountsFile> {
@@ -390,11 +422,27 @@ mod tests {
         let store = AccountStore::in_state_dir(dir.path());
         store.set_password("admin", PASSWORD).unwrap();
         let secret = crate::totp::new_secret();
+        let now = unix_now();
+        // Enrolled with the previous step's code: that one is used up.
         store
-            .enable_totp("admin", &crate::totp::base32_encode(&secret))
+            .enable_totp("admin", &crate::totp::base32_encode(&secret), now / 30 - 1)
             .unwrap();
-        let code = crate::totp::code_at(&secret, unix_now());
+        let previous = crate::totp::code_at(&secret, now - 30);
+        let code = crate::totp::code_at(&secret, now);
+        if previous != code {
+            assert_eq!(
+                store.verify("admin", PASSWORD, Some(&previous)),
+                Err(AuthError::WrongCredentials)
+            );
+        }
         assert_eq!(store.verify("admin", PASSWORD, Some(&code)), Ok(()));
+        // Once only: the same code again is refused, the next step's works.
+        assert_eq!(
+            store.verify("admin", PASSWORD, Some(&code)),
+            Err(AuthError::WrongCredentials)
+        );
+        let next = crate::totp::code_at(&secret, now + 30);
+        assert_eq!(store.verify("admin", PASSWORD, Some(&next)), Ok(()));
         assert_eq!(
             store.verify("admin", PASSWORD, None),
             Err(AuthError::WrongCredentials)

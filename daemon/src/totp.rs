@@ -27,18 +27,22 @@ pub fn code_at(secret: &[u8], unix_seconds: u64) -> String {
     )
 }
 
-/// Whether `code` is the code of `unix_seconds`' step or a neighbouring one.
-pub fn verify(secret: &[u8], code: &str, unix_seconds: u64) -> bool {
+/// The time step whose code `code` is, if it is the code of `unix_seconds`' step or a
+/// neighbouring one. The caller accepts a step once (RFC 6238 §5.2: a code must not work
+/// twice), so it keeps the newest step it accepted.
+pub fn matching_step(secret: &[u8], code: &str, unix_seconds: u64) -> Option<u64> {
     let code = code.trim().replace(' ', "");
     if code.len() != DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+        return None;
     }
     let step = unix_seconds / STEP_SECONDS;
-    let mut matched = false;
+    let mut matched = None;
     for candidate in step.saturating_sub(SKEW_STEPS)..=step + SKEW_STEPS {
         let expected = code_at(secret, candidate * STEP_SECONDS);
         // Every candidate is compared, so the time taken does not say which matched.
-        matched |= bool::from(expected.as_bytes().ct_eq(code.as_bytes()));
+        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) {
+            matched = Some(candidate);
+        }
     }
     matched
 }
@@ -126,7 +130,7 @@ mod tests {
             (2_000_000_000, "279037"),
         ] {
             assert_eq!(code_at(secret, time), code, "at {time}");
-            assert!(verify(secret, code, time));
+            assert_eq!(matching_step(secret, code, time), Some(time / 30));
         }
     }
 
@@ -134,12 +138,26 @@ mod tests {
     fn neighbouring_steps_pass_and_others_do_not() {
         let secret = new_secret();
         let now = 1_800_000_000;
-        assert!(verify(&secret, &code_at(&secret, now - 30), now));
-        assert!(verify(&secret, &code_at(&secret, now + 30), now));
-        assert!(!verify(&secret, &code_at(&secret, now - 90), now));
-        assert!(!verify(&secret, "12345", now));
-        assert!(!verify(&secret, "abcdef", now));
-        assert!(!verify(&secret, "", now));
+        let step = now / 30;
+        assert_eq!(
+            matching_step(&secret, &code_at(&secret, now), now),
+            Some(step)
+        );
+        assert_eq!(
+            matching_step(&secret, &code_at(&secret, now - 30), now),
+            Some(step - 1)
+        );
+        assert_eq!(
+            matching_step(&secret, &code_at(&secret, now + 30), now),
+            Some(step + 1)
+        );
+        // Two steps away is too far, unless it happens to be the same six digits.
+        let far = code_at(&secret, now - 90);
+        let near = [now - 30, now, now + 30].map(|t| code_at(&secret, t));
+        assert!(near.contains(&far) || matching_step(&secret, &far, now).is_none());
+        assert_eq!(matching_step(&secret, "12345", now), None);
+        assert_eq!(matching_step(&secret, "abcdef", now), None);
+        assert_eq!(matching_step(&secret, "", now), None);
     }
 
     #[test]

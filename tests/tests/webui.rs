@@ -605,8 +605,13 @@ fn the_tools_answer_with_result_fragments() {
 /// The current TOTP code of a base32 secret, from oathtool (what an authenticator app
 /// computes).
 fn oathtool(secret: &str) -> String {
+    oathtool_at(secret, "now")
+}
+
+/// The TOTP code at `when` (a `date -d` time, like "now + 30 seconds").
+fn oathtool_at(secret: &str, when: &str) -> String {
     let out = std::process::Command::new("oathtool")
-        .args(["--totp", "--base32", secret])
+        .args(["--totp", "--base32", "--now", when, secret])
         .output()
         .expect("running oathtool (apt install oathtool)");
     assert!(
@@ -635,11 +640,12 @@ fn two_factor_login_with_codes_from_oathtool() {
         ],
     );
     assert!(wrong.status == 400 || oathtool(secret) == "000000");
+    let enrolled_with = oathtool(secret);
     let on = ui.post(
         "/account/totp/enable",
         &[
             ("secret", secret),
-            ("new_code", &oathtool(secret)),
+            ("new_code", &enrolled_with),
             ("current", PASSWORD),
         ],
     );
@@ -650,18 +656,23 @@ fn two_factor_login_with_codes_from_oathtool() {
 
     let without = webui::login(&daemon, ADMIN, PASSWORD);
     assert_eq!(without.status, 401);
-    let with = webui::post_form(
-        &daemon,
-        "/login",
-        None,
-        &[
-            ("user", ADMIN),
-            ("password", PASSWORD),
-            ("code", &oathtool(secret)),
-        ],
-    );
+    let login_with = |code: &str| {
+        webui::post_form(
+            &daemon,
+            "/login",
+            None,
+            &[("user", ADMIN), ("password", PASSWORD), ("code", code)],
+        )
+    };
+    // A code works once (RFC 6238 §5.2): the enrolment used this one up.
+    assert_eq!(login_with(&enrolled_with).status, 401);
+    // The next step's code (a phone a little ahead; the current one if the clock moved
+    // on since) logs in, once.
+    let next = oathtool_at(secret, "now + 30 seconds");
+    let with = login_with(&next);
     assert_eq!(with.status, 303, "{}", with.text());
     assert!(webui::session_cookie(&with).is_some());
+    assert_eq!(login_with(&next).status, 401);
 
     // Locked out (a lost phone): `siteward passwd` sets a password and turns it off.
     let mut passwd = std::process::Command::new(siteward_tests::siteward_bin())

@@ -187,7 +187,7 @@ pub async fn enable_totp(
         );
     };
     let now = crate::config_store::unix_now();
-    if !totp::verify(&secret, &field(&body, "new_code"), now) {
+    let Some(accepted_step) = totp::matching_step(&secret, &field(&body, "new_code"), now) else {
         return refuse(
             &state,
             &auth,
@@ -195,14 +195,15 @@ pub async fn enable_totp(
             "That code does not match: check the app's clock and type the code it shows now."
                 .into(),
         );
-    }
+    };
     if let Err(e) = reauthenticate(&state, &auth, &body).await {
         return refuse(&state, &auth, StatusCode::UNAUTHORIZED, e);
     }
-    if let Err(e) = state
-        .accounts
-        .enable_totp(&auth.session.user, &totp::base32_encode(&secret))
-    {
+    if let Err(e) = state.accounts.enable_totp(
+        &auth.session.user,
+        &totp::base32_encode(&secret),
+        accepted_step,
+    ) {
         return refuse(
             &state,
             &auth,
