@@ -34,9 +34,6 @@ use crate::protocol::ami::{Banner, Decoder, Message};
 /// is 30 s for sessions that never log in).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Largest `--secret-file` read: a secret, not a document.
-const MAX_SECRET_FILE: u64 = 4096;
-
 /// What a client sees in `garbage` mode: a different service's greeting and binary noise.
 const GARBAGE: &[u8] = b"220 mail.example.com ESMTP ready\r\n\x00\xff\x16\x03\x01\r\n";
 
@@ -369,25 +366,13 @@ async fn load_secret(options: &Options) -> io::Result<Secret> {
             "asterisk-ami simulator needs --secret or --secret-file",
         ));
     };
-    let context = |e: io::Error| {
+    // A few bytes at start-up: read in place.
+    let secret = super::read_secret_file(path).map_err(|why| {
         io::Error::new(
-            e.kind(),
-            format!("reading --secret-file {}: {e}", path.display()),
-        )
-    };
-    let file = tokio::fs::File::open(path).await.map_err(context)?;
-    let mut text = String::new();
-    file.take(MAX_SECRET_FILE)
-        .read_to_string(&mut text)
-        .await
-        .map_err(context)?;
-    let secret = text.trim_end_matches(['\r', '\n']);
-    if secret.is_empty() {
-        return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("--secret-file {} is empty", path.display()),
-        ));
-    }
+            format!("reading --secret-file {}: {why}", path.display()),
+        )
+    })?;
     Ok(Secret::new(secret))
 }
 

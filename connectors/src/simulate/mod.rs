@@ -1,11 +1,14 @@
 //! Protocol simulators for peers that cannot be installed here (Oracle TNS listener,
-//! SAP NI gateway, SAProuter, Asterisk AMI). They are built from the same codecs as the
-//! probes and follow the protocol facts documented in README.md; switches select
-//! failure modes so tests (and users checking a firewall path) can see every outcome.
+//! SAP NI gateway, SAProuter, Asterisk AMI), and two the demo needs on a box without
+//! kamailio or the platform (a SIP OPTIONS peer, the uplink's receiver). They are built
+//! from the same codecs as the probes and follow the protocol facts documented in
+//! README.md; switches select failure modes so tests (and users checking a firewall path)
+//! can see every outcome.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -20,6 +23,27 @@ pub mod platform;
 pub mod sap_ni;
 pub mod saprouter;
 pub mod sip;
+
+/// Longest secret file a simulator reads: a password or a token, not a document.
+const MAX_SECRET_FILE: u64 = 4096;
+
+/// The secret a file holds (`--secret-file`, `--token-file`): its text without the
+/// trailing line break. A file over [`MAX_SECRET_FILE`] bytes (a mistaken path) or an
+/// empty one is refused, saying why.
+pub(crate) fn read_secret_file(path: &Path) -> Result<String, String> {
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_SECRET_FILE + 1).read_to_string(&mut text))
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!("longer than {MAX_SECRET_FILE} bytes"));
+    }
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        return Err("it is empty".into());
+    }
+    Ok(secret.to_string())
+}
 
 /// Accepts connections until `shutdown`, running `handler` for each in its own task
 /// (also stopped by `shutdown`) and logging how it ended; returns once every

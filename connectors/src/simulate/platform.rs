@@ -15,7 +15,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
-use std::io::{self, Read};
+use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -40,8 +40,6 @@ const MAX_BODY: usize = 32 << 20;
 /// long-running receiver stays bounded (a redelivery comes within minutes, not millions
 /// of events later).
 const REMEMBERED_IDS: usize = 1_000_000;
-/// Largest token file read: a token, not a document.
-const MAX_TOKEN_FILE: u64 = 4096;
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 256;
 /// What `--mode unavailable` asks the appliance to wait, in seconds.
@@ -204,23 +202,10 @@ pub async fn serve_counting(
 }
 
 fn read_token(path: &std::path::Path) -> Result<String, SetupError> {
-    let error = |why: String| SetupError::Token {
+    super::read_secret_file(path).map_err(|why| SetupError::Token {
         path: path.display().to_string(),
         why,
-    };
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_TOKEN_FILE + 1).read_to_string(&mut text))
-        .map_err(|e| error(e.to_string()))?;
-    if text.len() as u64 > MAX_TOKEN_FILE {
-        return Err(error(format!("longer than {MAX_TOKEN_FILE} bytes")));
-    }
-    let token = text.strip_suffix('\n').unwrap_or(&text);
-    let token = token.strip_suffix('\r').unwrap_or(token);
-    if token.is_empty() {
-        return Err(error("it is empty".into()));
-    }
-    Ok(token.to_string())
+    })
 }
 
 impl Receiver {
