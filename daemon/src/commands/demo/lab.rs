@@ -306,19 +306,14 @@ fn stop_pids(pids: &[u32]) {
     if pids.is_empty() {
         return;
     }
-    for pid in pids {
-        let _ = kill(pid_of(*pid), Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + STOP_GRACE;
-    while pids.iter().any(|p| is_running(*p)) && Instant::now() < deadline {
-        std::thread::sleep(STOP_POLL);
-    }
-    for pid in pids.iter().filter(|p| is_running(**p)) {
-        let _ = kill(pid_of(*pid), Signal::SIGKILL);
-    }
-    let deadline = Instant::now() + STOP_GRACE;
-    while pids.iter().any(|p| is_running(*p)) && Instant::now() < deadline {
-        std::thread::sleep(STOP_POLL);
+    for signal in [Signal::SIGTERM, Signal::SIGKILL] {
+        for pid in pids.iter().filter(|p| is_running(**p)) {
+            let _ = kill(pid_of(*pid), signal);
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while pids.iter().any(|p| is_running(*p)) && Instant::now() < deadline {
+            std::thread::sleep(STOP_POLL);
+        }
     }
 }
 
