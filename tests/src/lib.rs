@@ -177,4 +177,28 @@ impl TestCert {
             not_after: params.not_after.unix_timestamp(),
         }
     }
+
+    /// The fixtures' Python HTTPS server serving this certificate, inside `ns` or on the
+    /// host; returns it and the port it printed once listening.
+    pub fn serve_https(&self, ns: Option<&Netns>) -> (ChildProcess, u16) {
+        let script = fixtures_dir().join("https_server.py");
+        let args = [
+            script.as_path(),
+            self.cert_pem.as_path(),
+            self.key_pem.as_path(),
+        ];
+        let server = match ns {
+            Some(ns) => ns.spawn("https_server.py", "python3", args),
+            None => ChildProcess::spawn("https_server.py", "python3", args),
+        };
+        let line = server
+            .stdout()
+            .wait_for(READY_TIMEOUT, |l| l.starts_with("listening "))
+            .unwrap_or_else(|e| panic!("https_server.py: {e}\n{}", server.output_tail(30)));
+        let port = line["listening ".len()..]
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("https_server.py printed {line:?}: {e}"));
+        (server, port)
+    }
 }

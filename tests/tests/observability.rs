@@ -25,8 +25,8 @@ use siteward_tests::ipsec::random_psk;
 use siteward_tests::netns::{self, unique_ifname};
 use siteward_tests::wireguard::{ping, underlay, WG_PORT};
 use siteward_tests::{
-    fixtures_dir, promtool_check, repo_root, wait_until, ChildProcess, Daemon, Netns, Platform,
-    TestCert, WgKeys, WgPeer, WireguardGo, READY_TIMEOUT, STATE_TIMEOUT,
+    promtool_check, repo_root, wait_until, Daemon, Netns, Platform, TestCert, WgKeys, WgPeer,
+    WireguardGo, STATE_TIMEOUT,
 };
 
 /// How long the lab gets until every series is exported: a WireGuard handshake, a TLS
@@ -344,29 +344,6 @@ impl<T: Send + 'static> Drop for DropInside<T> {
     }
 }
 
-/// The Python HTTPS server of the fixtures inside `ns`, serving `cert`; returns it and its
-/// port.
-fn https_server(ns: &Netns, cert: &TestCert) -> (ChildProcess, u16) {
-    let server = ns.spawn(
-        "https_server.py",
-        "python3",
-        [
-            fixtures_dir().join("https_server.py").as_path(),
-            cert.cert_pem.as_path(),
-            cert.key_pem.as_path(),
-        ],
-    );
-    let line = server
-        .stdout()
-        .wait_for(READY_TIMEOUT, |l| l.starts_with("listening "))
-        .unwrap_or_else(|e| panic!("https_server.py: {e}\n{}", server.output_tail(30)));
-    let port = line["listening ".len()..]
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("https_server.py printed {line:?}: {e}"));
-    (server, port)
-}
-
 #[test]
 fn every_metric_the_rules_and_the_dashboard_use_is_in_a_live_scrape() {
     let used = used_metric_names();
@@ -401,7 +378,7 @@ fn every_metric_the_rules_and_the_dashboard_use_is_in_a_live_scrape() {
     // its port also serves the tcp check and the relay's target.
     let files = tempfile::tempdir().expect("a directory for the certificate");
     let cert = TestCert::generate(files.path(), "erp", (2031, 5, 17));
-    let (_server, lan_port) = https_server(&site, &cert);
+    let (_server, lan_port) = cert.serve_https(Some(&site));
     let closed_port = site
         .tcp_listener("127.0.0.1:0".parse().expect("an address"))
         .local_addr()

@@ -199,31 +199,11 @@ interval = "300ms"
     assert!(!last_detail(&check).is_empty(), "{check:#}");
 }
 
-/// The Python HTTPS server of the fixtures, serving `cert`; returns it and its port.
-fn start_https(cert: &TestCert) -> (ChildProcess, u16) {
-    let script = fixtures_dir().join("https_server.py");
-    let server = ChildProcess::spawn(
-        "https_server.py",
-        "python3",
-        [
-            script.as_path(),
-            cert.cert_pem.as_path(),
-            cert.key_pem.as_path(),
-        ],
-    );
-    let line = server
-        .stdout()
-        .wait_for(READY_TIMEOUT, |l| l.starts_with("listening "))
-        .unwrap_or_else(|e| panic!("https_server.py: {e}\n{}", server.output_tail(30)));
-    let port = line["listening ".len()..].trim().parse().unwrap();
-    (server, port)
-}
-
 #[test]
 fn http_and_tls_against_a_local_https_server() {
     let dir = tempfile::tempdir().unwrap();
     let cert = TestCert::generate(dir.path(), "peer", (2031, 5, 17));
-    let (_server, port) = start_https(&cert);
+    let (_server, port) = cert.serve_https(None);
     let ca = cert.cert_pem.display();
 
     let daemon = Daemon::start(&format!(
