@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use siteward_tests::browser::process_running;
 use siteward_tests::http::{self, Request, TlsClient};
 use siteward_tests::{siteward_bin, ChildProcess, Scrape};
 
@@ -97,13 +98,7 @@ fn pids_in_namespaces() -> Vec<u32> {
 
 /// Whether `pid` runs (a zombie does not).
 fn is_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
-        })
-        .is_some_and(|state| state != "Z" && state != "X")
+    i32::try_from(pid).is_ok_and(|pid| process_running(nix::unistd::Pid::from_raw(pid)))
 }
 
 /// Entries of `dir` whose names start with `swdemo-`.
