@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config_store::{unix_now, unix_now_ms, Actor, ConfigStore, Pending};
 use crate::forwarding::Forwarding;
 use crate::metrics::DaemonStats;
+use crate::sd_notify::Notifier;
 
 /// The longest confirm window a commit may ask for.
 pub const MAX_CONFIRM_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -37,6 +38,9 @@ pub struct Parts {
     pub forwarding: Arc<Forwarding>,
     pub status: StatusFn,
     pub stats: Arc<DaemonStats>,
+    /// `systemctl status` follows every applied change, a commit from the web UI as much
+    /// as a SIGHUP.
+    pub notifier: Arc<Notifier>,
 }
 
 /// What applying a configuration did, for the UI's message and the API's answer.
@@ -330,6 +334,7 @@ impl Applier {
             forwarding,
             status,
             stats,
+            notifier,
         } = &self.parts;
         let running = self.running();
         let mut report = ApplyReport::default();
@@ -395,12 +400,25 @@ impl Applier {
         next.connectors = new.connectors;
         next.relays = new.relays;
         next.uplink = new.uplink;
+        notifier.status(&status_line(&next));
         *self
             .running
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
         report
     }
+}
+
+/// The line `systemctl status` shows for a running configuration.
+pub fn status_line(config: &Config) -> String {
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "running: {}, {}, {}, {}",
+        count(config.checks.len(), "check"),
+        count(config.tunnels.len(), "tunnel"),
+        count(config.connectors.len(), "connector"),
+        count(config.relays.len(), "relay"),
+    )
 }
 
 /// At start, before anything runs: restores the previous file if a commit's confirm

@@ -137,6 +137,7 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
             forwarding: forwarding.clone(),
             status,
             stats: stats.clone(),
+            notifier: notifier.clone(),
         },
         store,
         config.clone(),
@@ -191,7 +192,7 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         config = %config_path.display(),
         "siteward running"
     );
-    notifier.ready(&status_line(&config));
+    notifier.ready(&apply::status_line(&config));
     let (liveness, mut liveness_requests) = sd_notify::liveness_channel();
     match sd_notify::watchdog_interval_from_env() {
         Ok(Some(interval)) => {
@@ -214,7 +215,7 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
             _ = sighup.recv() => {
                 notifier.reloading();
                 applier.reload_from_disk().await;
-                notifier.ready(&status_line(&applier.running()));
+                notifier.ready(&apply::status_line(&applier.running()));
             }
             Some(reply) = liveness_requests.recv() => { let _ = reply.send(()); }
         }
@@ -264,16 +265,4 @@ fn status_report(
         let spool = forwarding.upgrade().map(|f| admin::spool_view(&f));
         admin::status_view(&engine, &tunnels, spool)
     })
-}
-
-/// The line `systemctl status` shows for a running configuration.
-fn status_line(config: &Config) -> String {
-    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-    format!(
-        "running: {}, {}, {}, {}",
-        count(config.checks.len(), "check"),
-        count(config.tunnels.len(), "tunnel"),
-        count(config.connectors.len(), "connector"),
-        count(config.relays.len(), "relay"),
-    )
 }

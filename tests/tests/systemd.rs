@@ -2,19 +2,20 @@
 //! better in `systemd-analyze security`; sysusers.d and tmpfiles.d make the user and a
 //! private state directory; the daemon started as systemd starts it (the service user with
 //! ambient capabilities, `$NOTIFY_SOCKET`, `$WATCHDOG_USEC`) notifies readiness, feeds the
-//! watchdog, reports reloads and stopping, and keeps only its three capabilities; as root
+//! watchdog, reports reloads, commits and stopping, and keeps only its three capabilities; as root
 //! it refuses to run without `--allow-root`. No systemd needs to run: the test binds the
 //! notification socket itself, and `setpriv` sets the user and capabilities.
 //!
 //! Run as root (like the other end-to-end suites).
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use siteward_tests::http::{exchange, Request};
 use siteward_tests::{json_line, repo_root, siteward_bin, ChildProcess, Daemon, READY_TIMEOUT};
 
 /// The unit file as shipped.
@@ -387,6 +388,24 @@ impl NotifySocket {
     }
 }
 
+/// One request to the admin API on the daemon's control socket (in `dir/state`, as
+/// `config_text` puts it); answers 200 with JSON or the test fails.
+fn control_request(dir: &Path, method: &str, path: &str, body: &[u8]) -> serde_json::Value {
+    let socket = dir.join("state").join("control.sock");
+    let mut stream = UnixStream::connect(&socket)
+        .unwrap_or_else(|e| panic!("connecting to {}: {e}", socket.display()));
+    let request = Request {
+        method,
+        path,
+        headers: Vec::new(),
+        body,
+    };
+    let response = exchange(&mut stream, "localhost", &request)
+        .unwrap_or_else(|e| panic!("{method} {path} on the control socket: {e}"));
+    assert_eq!(response.status, 200, "{method} {path}: {}", response.text());
+    response.json()
+}
+
 /// A directory the service user owns (the unit's StateDirectory/ConfigurationDirectory).
 fn service_dir() -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
@@ -491,6 +510,32 @@ fn as_the_service_user_it_notifies_systemd_and_feeds_the_watchdog() {
     );
     // Still fed after the reload.
     notify.wait_for(READY_TIMEOUT, |m| m == "WATCHDOG=1");
+
+    // A commit through the API (what the web UI does; here over the control socket)
+    // changes what `systemctl status` shows, with no reload.
+    let two_checks = config_text(
+        dir.path(),
+        "[[checks]]\nname = \"discard\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:9\"\ninterval = \"30s\"\n\n\
+         [[checks]]\nname = \"echo\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:7\"\ninterval = \"30s\"\n",
+    );
+    let staged = control_request(
+        dir.path(),
+        "PUT",
+        "/api/v1/config/candidate?revision=0",
+        two_checks.as_bytes(),
+    );
+    let commit = format!(r#"{{"revision": {}}}"#, staged["revision"]);
+    control_request(
+        dir.path(),
+        "POST",
+        "/api/v1/config/commit",
+        commit.as_bytes(),
+    );
+    let status = notify.wait_for(READY_TIMEOUT, |m| m.starts_with("STATUS=running: 2"));
+    assert_eq!(
+        status,
+        "STATUS=running: 2 checks, 0 tunnels, 0 connectors, 0 relays"
+    );
 
     daemon.signal(Signal::SIGTERM);
     notify.wait_for(READY_TIMEOUT, |m| m == "STOPPING=1\nSTATUS=stopping");
