@@ -301,7 +301,8 @@ pub async fn serve_with(
     control: Control,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let secret = load_secret(&options).await?;
+    // A few bytes at start-up: read in place.
+    let secret = load_secret(&options)?;
     let local = listener.local_addr()?;
     info!(%local, mode = ?options.mode, version = %options.version, username = %options.username,
         "asterisk-ami simulator listening");
@@ -356,7 +357,7 @@ async fn place_calls_every(interval: Duration, control: Control, shutdown: Cance
     }
 }
 
-async fn load_secret(options: &Options) -> io::Result<Secret> {
+fn load_secret(options: &Options) -> io::Result<Secret> {
     if let Some(secret) = &options.secret {
         return Ok(secret.clone());
     }
@@ -366,7 +367,6 @@ async fn load_secret(options: &Options) -> io::Result<Secret> {
             "asterisk-ami simulator needs --secret or --secret-file",
         ));
     };
-    // A few bytes at start-up: read in place.
     let secret = super::read_secret_file(path).map_err(|why| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -1137,7 +1137,7 @@ mod tests {
         let o = Cli::try_parse_from(["sim", "--secret-file", path.to_str().unwrap()])
             .unwrap()
             .options;
-        assert_eq!(load_secret(&o).await.unwrap().expose(), "from-file");
+        assert_eq!(load_secret(&o).unwrap().expose(), "from-file");
         assert!(Cli::try_parse_from(["sim"]).is_err());
         assert!(Cli::try_parse_from(["sim", "--secret", "a", "--secret-file", "b"]).is_err());
         let shown = format!("{:?}", options());
