@@ -388,6 +388,11 @@ impl NotifySocket {
     }
 }
 
+/// A `[[checks]]` table: a TCP check of `port` on loopback, every 30 s.
+fn tcp_check(name: &str, port: u16) -> String {
+    format!("[[checks]]\nname = \"{name}\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{port}\"\ninterval = \"30s\"\n")
+}
+
 /// One request to the admin API on the daemon's control socket (in `dir/state`, as
 /// `config_text` puts it); answers 200 with JSON or the test fails.
 fn control_request(dir: &Path, method: &str, path: &str, body: &[u8]) -> serde_json::Value {
@@ -492,10 +497,7 @@ fn as_the_service_user_it_notifies_systemd_and_feeds_the_watchdog() {
     }
 
     // `systemctl reload`: ExecReload sends SIGHUP.
-    write_config(
-        dir.path(),
-        "[[checks]]\nname = \"discard\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:9\"\ninterval = \"30s\"\n",
-    );
+    write_config(dir.path(), &tcp_check("discard", 9));
     daemon.signal(Signal::SIGHUP);
     let reloading = notify.wait_for(READY_TIMEOUT, |m| m.starts_with("RELOADING=1"));
     let usec = reloading
@@ -515,8 +517,7 @@ fn as_the_service_user_it_notifies_systemd_and_feeds_the_watchdog() {
     // changes what `systemctl status` shows, with no reload.
     let two_checks = config_text(
         dir.path(),
-        "[[checks]]\nname = \"discard\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:9\"\ninterval = \"30s\"\n\n\
-         [[checks]]\nname = \"echo\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:7\"\ninterval = \"30s\"\n",
+        &format!("{}\n{}", tcp_check("discard", 9), tcp_check("echo", 7)),
     );
     let staged = control_request(
         dir.path(),
